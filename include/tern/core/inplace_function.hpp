@@ -1,0 +1,91 @@
+// InplaceFunction<Sig, Bytes>: a move-only callable stored inside the object, never on
+// the heap. A capture that does not fit in `Bytes` is a compile error, not an allocation.
+//
+//   tern::InplaceFunction<void(int), 24> f = [this, id](int v) { use(id, v); };
+//   f(42);
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+#include "tern/core/errc.hpp"
+
+namespace tern {
+
+template <typename Sig, std::size_t Bytes = 2 * sizeof(void*)>
+class InplaceFunction;
+
+template <typename R, typename... Args, std::size_t Bytes>
+class InplaceFunction<R(Args...), Bytes> {
+ public:
+  static constexpr std::size_t kCapacity = Bytes;
+
+  InplaceFunction() = default;
+  InplaceFunction(std::nullptr_t) {}  // NOLINT
+
+  template <typename F,
+            typename D = std::decay_t<F>,
+            typename = std::enable_if_t<!std::is_same_v<D, InplaceFunction> &&
+                                        std::is_invocable_r_v<R, D&, Args...>>>
+  InplaceFunction(F&& f) {  // NOLINT: implicit by design, like std::function
+    static_assert(sizeof(D) <= Bytes,
+                  "capture too large for this InplaceFunction: capture less or raise Bytes");
+    static_assert(alignof(D) <= alignof(std::max_align_t), "over-aligned capture");
+    static_assert(std::is_nothrow_move_constructible_v<D>, "capture must move without throwing");
+    new (&storage_) D(std::forward<F>(f));
+    invoke_ = [](void* s, Args... args) -> R {
+      return (*static_cast<D*>(s))(std::forward<Args>(args)...);
+    };
+    manage_ = [](void* dst, void* src) {
+      if (dst) new (dst) D(std::move(*static_cast<D*>(src)));
+      static_cast<D*>(src)->~D();
+    };
+  }
+
+  InplaceFunction(InplaceFunction&& o) noexcept { take(o); }
+  InplaceFunction& operator=(InplaceFunction&& o) noexcept {
+    if (this != &o) {
+      reset();
+      take(o);
+    }
+    return *this;
+  }
+  InplaceFunction& operator=(std::nullptr_t) {
+    reset();
+    return *this;
+  }
+  InplaceFunction(const InplaceFunction&) = delete;
+  InplaceFunction& operator=(const InplaceFunction&) = delete;
+  ~InplaceFunction() { reset(); }
+
+  explicit operator bool() const { return invoke_ != nullptr; }
+
+  // Calling an empty function is a contract violation (panic).
+  R operator()(Args... args) {
+    if (!invoke_) panic("InplaceFunction: call of an empty function");
+    return invoke_(&storage_, std::forward<Args>(args)...);
+  }
+
+  void reset() {
+    if (manage_) manage_(nullptr, &storage_);
+    invoke_ = nullptr;
+    manage_ = nullptr;
+  }
+
+ private:
+  void take(InplaceFunction& o) {
+    if (o.manage_) o.manage_(&storage_, &o.storage_);
+    invoke_ = o.invoke_;
+    manage_ = o.manage_;
+    o.invoke_ = nullptr;
+    o.manage_ = nullptr;
+  }
+
+  alignas(std::max_align_t) unsigned char storage_[Bytes];
+  R (*invoke_)(void*, Args...) = nullptr;
+  void (*manage_)(void* dst, void* src) = nullptr;
+};
+
+}  // namespace tern

@@ -1,0 +1,215 @@
+// PendingTable<T, N>: N in-flight requests, each with a correlation RequestId, a deadline
+// on a TimerWheel, and exactly one outcome delivered to its on_done callback: the value
+// (complete), an error (fail), Errc::timeout or Errc::cancelled. Anything that arrives
+// for a request that already ended is recognised in O(1), dropped, and counted as late.
+//
+//   tern::PendingTable<Doc, 64> table(wheel);
+//   auto id = table.start(now + tern::seconds(10), [](tern::Result<Doc> r) { ... });
+//   ...
+//   if (table.complete(*id, doc) == tern::Errc::late) { /* dropped, counted */ }
+//
+// See examples/scenario_rag for the table behind agent request/reply.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "tern/core/errc.hpp"
+#include "tern/core/inplace_function.hpp"
+#include "tern/core/time.hpp"
+#include "tern/core/timer_wheel.hpp"
+
+namespace tern {
+
+// Slot index (low 32 bits) and the slot's generation (high 32 bits). 0 is never issued.
+struct RequestId {
+  std::uint64_t value = 0;
+  std::uint32_t slot() const { return static_cast<std::uint32_t>(value); }
+  std::uint32_t generation() const { return static_cast<std::uint32_t>(value >> 32); }
+  static RequestId make(std::uint32_t slot, std::uint32_t generation) {
+    return RequestId{(std::uint64_t{generation} << 32) | slot};
+  }
+  explicit operator bool() const { return value != 0; }
+  friend bool operator==(RequestId, RequestId) = default;
+};
+
+struct PendingStats {
+  std::size_t in_use = 0;
+  std::size_t high_water = 0;
+  std::uint64_t started = 0;
+  std::uint64_t completed = 0;   // ended with a value
+  std::uint64_t failed = 0;      // ended with fail()
+  std::uint64_t timed_out = 0;
+  std::uint64_t cancelled = 0;
+  std::uint64_t late = 0;        // outcome offered for a request that had already ended
+  std::uint64_t not_found = 0;   // outcome offered for an id never issued
+  std::uint64_t rejected = 0;    // start() refused with Errc::full
+};
+
+template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
+class PendingTable {
+  static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
+
+ public:
+  using Callback = InplaceFunction<void(Result<T>), CallbackBytes>;
+  using Owner = const void*;
+  static constexpr std::size_t kCapacity = N;
+
+  explicit PendingTable(TimerWheel& wheel) : wheel_(wheel) {
+    for (std::size_t i = 0; i < N; ++i) {
+      slots_[i].table = this;
+      slots_[i].index = static_cast<std::uint32_t>(i);
+      slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
+      slots_[i].timer.set_callback(&PendingTable::on_deadline, &slots_[i]);
+    }
+  }
+  // Cancels whatever is still pending; those callbacks run with Errc::cancelled.
+  ~PendingTable() { (void)cancel_all_matching([](const Slot&) { return true; }); }
+  PendingTable(const PendingTable&) = delete;
+  PendingTable& operator=(const PendingTable&) = delete;
+
+  // Accepts a request that must end by `deadline` (Instant::never(): no deadline).
+  // on_done runs exactly once, later, never from inside start().
+  // Errors: full (all N slots busy; counted, nothing else changes),
+  //         invalid_argument (empty on_done).
+  Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
+    if (!on_done) return Errc::invalid_argument;
+    if (free_ >= N) {
+      ++stats_.rejected;
+      return Errc::full;
+    }
+    Slot& s = slots_[free_];
+    free_ = s.next_free;
+    s.active = true;
+    s.owner = owner;
+    s.on_done = std::move(on_done);
+    if (deadline != Instant::never()) wheel_.arm(s.timer, deadline);
+    ++stats_.started;
+    if (++stats_.in_use > stats_.high_water) stats_.high_water = stats_.in_use;
+    return RequestId::make(s.index, s.generation);
+  }
+
+  // Ends request `id` with `value`. Returns ok; late if it already ended (the value is
+  // dropped and counted); not_found if `id` was never issued by this table.
+  Errc complete(RequestId id, T value) {
+    Slot* s = lookup(id);
+    if (!s) return miss(id);
+    ++stats_.completed;
+    finish(*s, Result<T>(std::move(value)));
+    return Errc::ok;
+  }
+
+  // Ends request `id` with error `e` (not ok). Same returns as complete();
+  // invalid_argument if e is Errc::ok.
+  Errc fail(RequestId id, Errc e) {
+    if (e == Errc::ok) return Errc::invalid_argument;
+    Slot* s = lookup(id);
+    if (!s) return miss(id);
+    if (e == Errc::timeout) {
+      ++stats_.timed_out;
+    } else if (e == Errc::cancelled) {
+      ++stats_.cancelled;
+    } else {
+      ++stats_.failed;
+    }
+    finish(*s, Result<T>(e));
+    return Errc::ok;
+  }
+
+  // Ends request `id` with Errc::cancelled. Same returns as complete().
+  Errc cancel(RequestId id) { return fail(id, Errc::cancelled); }
+
+  // Cancels every pending request started with `owner`; returns how many.
+  std::size_t cancel_all(Owner owner) {
+    return cancel_all_matching([owner](const Slot& s) { return s.owner == owner; });
+  }
+  // Cancels every pending request; returns how many.
+  std::size_t cancel_all() {
+    return cancel_all_matching([](const Slot&) { return true; });
+  }
+
+  bool pending(RequestId id) const { return lookup(id) != nullptr; }
+  // The deadline of a pending request; not_found otherwise.
+  Result<Instant> deadline(RequestId id) const {
+    const Slot* s = lookup(id);
+    if (!s) return Errc::not_found;
+    return s->timer.armed() ? s->timer.deadline() : Instant::never();
+  }
+  const PendingStats& stats() const { return stats_; }
+  std::size_t in_use() const { return stats_.in_use; }
+  bool full() const { return stats_.in_use == N; }
+
+ private:
+  struct Slot {
+    Timer timer;
+    Callback on_done;
+    Owner owner = nullptr;
+    PendingTable* table = nullptr;
+    std::uint32_t index = 0;
+    std::uint32_t generation = 1;
+    std::uint32_t next_free = 0;
+    bool active = false;
+  };
+
+  Slot* lookup(RequestId id) const {
+    std::uint32_t i = id.slot();
+    if (i >= N) return nullptr;
+    Slot& s = const_cast<Slot&>(slots_[i]);
+    return (s.active && s.generation == id.generation()) ? &s : nullptr;
+  }
+
+  Errc miss(RequestId id) {
+    std::uint32_t i = id.slot();
+    // Generations only grow, so an older generation of a real slot is a request that
+    // existed and has ended.
+    if (i < N && id.generation() != 0 && id.generation() < slots_[i].generation) {
+      ++stats_.late;
+      return Errc::late;
+    }
+    ++stats_.not_found;
+    return Errc::not_found;
+  }
+
+  // Retires the slot before running user code, so the callback may start, complete or
+  // cancel anything (this id now reads as late) and may reuse the slot.
+  void finish(Slot& s, Result<T> outcome) {
+    wheel_.cancel(s.timer);
+    Callback cb = std::move(s.on_done);
+    s.active = false;
+    s.owner = nullptr;
+    ++s.generation;
+    if (s.generation == 0) s.generation = 1;
+    s.next_free = free_;
+    free_ = s.index;
+    --stats_.in_use;
+    cb(std::move(outcome));
+  }
+
+  static void on_deadline(void* context) {
+    Slot& s = *static_cast<Slot*>(context);
+    PendingTable& table = *s.table;
+    ++table.stats_.timed_out;
+    table.finish(s, Result<T>(Errc::timeout));
+  }
+
+  template <typename Pred>
+  std::size_t cancel_all_matching(Pred pred) {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+      Slot& s = slots_[i];
+      if (!s.active || !pred(s)) continue;
+      ++stats_.cancelled;
+      ++n;
+      finish(s, Result<T>(Errc::cancelled));
+    }
+    return n;
+  }
+
+  TimerWheel& wheel_;
+  Slot slots_[N];
+  std::uint32_t free_ = 0;
+  PendingStats stats_;
+};
+
+}  // namespace tern

@@ -1,0 +1,120 @@
+// TimerWheel: hierarchical timing wheel (6 levels x 64 slots, a 64-bit occupancy bitmap
+// per level) with intrusive Timer nodes, so arming never allocates. arm() and cancel()
+// are O(1); next_expiry() reads the bitmaps; advance(now) fires due timers in order.
+//
+//   struct Request { tern::Timer deadline{&on_deadline, this}; ... };
+//   wheel.arm(req.deadline, now + tern::ms(500));
+//   wheel.advance(clock.now());   // fires req.deadline's callback once it is due
+//
+// Resolution is one tick (default 1 ms): a timer fires at the first tick boundary at or
+// after its deadline, never early. Timers due on the same tick fire in arming order.
+// Deadlines beyond the wheel's 2^36-tick span wait in an overflow list and still fire
+// exactly. See examples/agents_bus for the wheel under a Reactor.
+#pragma once
+
+#include <cstdint>
+
+#include "tern/core/time.hpp"
+
+namespace tern {
+
+class TimerWheel;
+
+class Timer {
+ public:
+  using Callback = void (*)(void* context);
+
+  Timer() = default;
+  Timer(Callback cb, void* context) : callback_(cb), context_(context) {}
+  // Destroying an armed timer is a contract violation (panic): cancel it first.
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  // Sets what runs when the timer fires. Contract violation while armed.
+  void set_callback(Callback cb, void* context);
+
+  bool armed() const { return where_ != kIdle; }
+  // The deadline passed to the last arm().
+  Instant deadline() const { return deadline_; }
+
+ private:
+  friend class TimerWheel;
+  static constexpr std::uint8_t kIdle = 0xFF;
+  static constexpr std::uint8_t kReady = 0xFE;     // overdue, fires on the next advance
+  static constexpr std::uint8_t kOverflow = 0xFD;  // beyond the wheel's span
+  static constexpr std::uint8_t kFiring = 0xFC;    // in the batch being fired
+
+  Timer* next_ = nullptr;
+  Timer** pprev_ = nullptr;  // the pointer that points at this node
+  std::uint64_t due_tick_ = 0;
+  Instant deadline_;
+  Callback callback_ = nullptr;
+  void* context_ = nullptr;
+  std::uint8_t where_ = kIdle;  // level 0..5, or one of the k* lists above
+  std::uint8_t slot_ = 0;
+};
+
+class TimerWheel {
+ public:
+  static constexpr int kLevels = 6;
+  static constexpr int kSlotBits = 6;
+  static constexpr int kSlots = 1 << kSlotBits;
+  static constexpr int kSpanBits = kLevels * kSlotBits;  // 36: 2^36 ticks
+
+  // `start` is the wheel's notion of now; `tick` its resolution (>= 1 us).
+  explicit TimerWheel(Instant start = Instant(0), Duration tick = ms(1));
+  // Destroying a wheel that holds timers is a contract violation (panic).
+  ~TimerWheel();
+  TimerWheel(const TimerWheel&) = delete;
+  TimerWheel& operator=(const TimerWheel&) = delete;
+
+  // Arms `t` to fire at `deadline` (re-arms it if already armed, here or in this
+  // wheel's batch being fired). A deadline at or before the last advance() fires on the
+  // next advance(). O(1), never allocates. Arming a timer armed in another wheel is a
+  // contract violation.
+  void arm(Timer& t, Instant deadline);
+
+  // Disarms `t`; returns false if it was not armed. O(1). Safe from any callback,
+  // including t's own and for timers in the batch currently firing.
+  bool cancel(Timer& t);
+
+  // The earliest instant at which advance() will fire something (a tick boundary), or
+  // Instant::never() when no timer is armed. Cheap: reads the occupancy bitmaps and, at
+  // most once per change, walks the one slot that holds the earliest timers.
+  Instant next_expiry();
+
+  // Fires every timer due at or before `now` (deadline rounded up to the tick), in due
+  // order, FIFO within a tick. Callbacks may arm, re-arm and cancel any timer; a timer
+  // armed during advance() for a tick already passed fires on the next advance().
+  // Returns the number of callbacks run. `now` earlier than the last advance is ignored.
+  std::size_t advance(Instant now);
+
+  std::size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  Duration tick() const { return Duration(tick_us_); }
+  // Tick boundary of the last advance().
+  Instant current() const { return Instant(static_cast<std::int64_t>(current_ * tick_us_)); }
+
+ private:
+  void place(Timer& t);
+  void link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot);
+  void unlink(Timer& t);
+  void cascade_at(std::uint64_t tick);
+  bool next_event_after(std::uint64_t tick, std::uint64_t* event) const;
+  void fire_list(Timer*& head, std::size_t* fired);
+  std::uint64_t ticks_ceil(Instant t) const;
+
+  std::uint64_t tick_us_;
+  std::uint64_t current_;  // last processed tick: everything due at or before it has fired
+  std::size_t count_ = 0;
+  std::uint64_t occupied_[kLevels] = {};
+  Timer* slots_[kLevels][kSlots] = {};
+  Timer* ready_ = nullptr;     // armed for a tick already processed
+  Timer* overflow_ = nullptr;  // beyond 2^36 ticks from current_
+  Timer* firing_ = nullptr;    // detached batch being fired
+  bool cache_valid_ = false;
+  std::uint64_t cached_next_ = 0;
+};
+
+}  // namespace tern

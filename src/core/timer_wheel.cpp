@@ -1,0 +1,230 @@
+// Hierarchical timing wheel. Level L holds timers whose due tick first differs from the
+// current tick in bit group L (6 bits a group), so a level-L slot always lies ahead of
+// the current digit and needs no wrap-around logic. When the current tick reaches the
+// start of an occupied slot's range, that slot cascades one or more levels down.
+#include "tern/core/timer_wheel.hpp"
+
+#include <bit>
+
+#include "tern/core/errc.hpp"
+
+namespace tern {
+
+namespace {
+constexpr std::uint64_t kSpanMask = (std::uint64_t{1} << TimerWheel::kSpanBits) - 1;
+}
+
+Timer::~Timer() {
+  if (armed()) panic("Timer destroyed while armed: cancel it first");
+}
+
+void Timer::set_callback(Callback cb, void* context) {
+  if (armed()) panic("Timer::set_callback() while armed");
+  callback_ = cb;
+  context_ = context;
+}
+
+TimerWheel::TimerWheel(Instant start, Duration tick)
+    : tick_us_(tick.us > 0 ? static_cast<std::uint64_t>(tick.us) : 1),
+      current_(start.us > 0 ? static_cast<std::uint64_t>(start.us) / tick_us_ : 0) {}
+
+TimerWheel::~TimerWheel() {
+  if (count_ != 0) panic("TimerWheel destroyed with armed timers");
+}
+
+std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
+  if (t.us <= 0) return 0;
+  return (static_cast<std::uint64_t>(t.us) + tick_us_ - 1) / tick_us_;
+}
+
+void TimerWheel::link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot) {
+  t.next_ = head;
+  if (head) head->pprev_ = &t.next_;
+  head = &t;
+  t.pprev_ = &head;
+  t.where_ = where;
+  t.slot_ = slot;
+}
+
+void TimerWheel::unlink(Timer& t) {
+  *t.pprev_ = t.next_;
+  if (t.next_) t.next_->pprev_ = t.pprev_;
+  if (t.where_ < kLevels && slots_[t.where_][t.slot_] == nullptr) {
+    occupied_[t.where_] &= ~(std::uint64_t{1} << t.slot_);
+  }
+  if (cache_valid_ && t.due_tick_ <= cached_next_) cache_valid_ = false;
+  t.next_ = nullptr;
+  t.pprev_ = nullptr;
+  t.where_ = Timer::kIdle;
+}
+
+// Files `t` by its due tick relative to current_. Timers due at or before current_ go to
+// the ready list, except while cascading tick current_ itself, when they belong in the
+// level-0 slot about to fire.
+void TimerWheel::place(Timer& t) {
+  std::uint64_t due = t.due_tick_;
+  if (due <= current_) {
+    link(ready_, t, Timer::kReady, 0);
+    return;
+  }
+  std::uint64_t diff = due ^ current_;
+  int level = (63 - std::countl_zero(diff)) / kSlotBits;
+  if (level >= kLevels) {
+    link(overflow_, t, Timer::kOverflow, 0);
+    return;
+  }
+  auto slot = static_cast<std::uint8_t>((due >> (kSlotBits * level)) & (kSlots - 1));
+  link(slots_[level][slot], t, static_cast<std::uint8_t>(level), slot);
+  occupied_[level] |= std::uint64_t{1} << slot;
+}
+
+void TimerWheel::arm(Timer& t, Instant deadline) {
+  if (t.armed()) {
+    unlink(t);
+    --count_;
+  }
+  if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
+  t.deadline_ = deadline;
+  t.due_tick_ = ticks_ceil(deadline);
+  place(t);
+  ++count_;
+  if (cache_valid_) {
+    std::uint64_t due = t.due_tick_ > current_ ? t.due_tick_ : current_;
+    if (due < cached_next_) cached_next_ = due;
+  }
+}
+
+bool TimerWheel::cancel(Timer& t) {
+  if (!t.armed()) return false;
+  unlink(t);
+  --count_;
+  return true;
+}
+
+bool TimerWheel::next_event_after(std::uint64_t tick, std::uint64_t* event) const {
+  for (int level = 0; level < kLevels; ++level) {
+    int shift = kSlotBits * level;
+    auto digit = static_cast<int>((tick >> shift) & (kSlots - 1));
+    if (digit == kSlots - 1) continue;
+    std::uint64_t ahead = occupied_[level] & (~std::uint64_t{0} << (digit + 1));
+    if (ahead == 0) continue;
+    // The lowest level with a slot ahead holds the earliest event: every higher level
+    // lies beyond this level's current block.
+    std::uint64_t block = (tick >> (shift + kSlotBits)) << (shift + kSlotBits);
+    *event = block | (static_cast<std::uint64_t>(std::countr_zero(ahead)) << shift);
+    return true;
+  }
+  if (overflow_) {
+    *event = ((tick >> kSpanBits) + 1) << kSpanBits;
+    return true;
+  }
+  return false;
+}
+
+// Re-files every timer of the slots whose range starts at `tick` (and the overflow list
+// at a span boundary), top level first so each lands in a slot handled after it.
+void TimerWheel::cascade_at(std::uint64_t tick) {
+  auto refile = [this](Timer*& head) {
+    Timer* list = head;
+    head = nullptr;
+    // Slot lists are newest-first; re-file oldest-first to keep FIFO within a tick.
+    Timer* reversed = nullptr;
+    while (list) {
+      Timer* n = list->next_;
+      list->next_ = reversed;
+      reversed = list;
+      list = n;
+    }
+    while (reversed) {
+      Timer* t = reversed;
+      reversed = t->next_;
+      if (t->due_tick_ == current_) {
+        auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
+        link(slots_[0][slot], *t, 0, slot);
+        occupied_[0] |= std::uint64_t{1} << slot;
+      } else {
+        place(*t);
+      }
+    }
+  };
+  if (overflow_ && (tick & kSpanMask) == 0) refile(overflow_);
+  for (int level = kLevels - 1; level >= 1; --level) {
+    int shift = kSlotBits * level;
+    if ((tick & ((std::uint64_t{1} << shift) - 1)) != 0) continue;
+    auto slot = static_cast<unsigned>((tick >> shift) & (kSlots - 1));
+    if (!(occupied_[level] & (std::uint64_t{1} << slot))) continue;
+    occupied_[level] &= ~(std::uint64_t{1} << slot);
+    refile(slots_[level][slot]);
+  }
+}
+
+// Moves `head`'s timers (newest-first) into the firing batch oldest-first, then runs
+// them one at a time. A callback may cancel or re-arm any timer still in the batch.
+void TimerWheel::fire_list(Timer*& head, std::size_t* fired) {
+  Timer* list = head;
+  head = nullptr;
+  while (list) {
+    Timer* n = list->next_;
+    link(firing_, *list, Timer::kFiring, 0);
+    list = n;
+  }
+  while (firing_) {
+    Timer& t = *firing_;
+    unlink(t);
+    --count_;
+    ++*fired;
+    t.callback_(t.context_);  // may touch anything, t included
+  }
+}
+
+std::size_t TimerWheel::advance(Instant now) {
+  std::size_t fired = 0;
+  std::uint64_t target = now.us > 0 ? static_cast<std::uint64_t>(now.us) / tick_us_ : 0;
+  if (target < current_) target = current_;
+  if (ready_) fire_list(ready_, &fired);
+  std::uint64_t event;
+  while (next_event_after(current_, &event) && event <= target) {
+    current_ = event;
+    cascade_at(event);
+    auto slot = static_cast<unsigned>(event & (kSlots - 1));
+    if (occupied_[0] & (std::uint64_t{1} << slot)) {
+      occupied_[0] &= ~(std::uint64_t{1} << slot);
+      fire_list(slots_[0][slot], &fired);
+    }
+  }
+  current_ = target;
+  cache_valid_ = false;
+  return fired;
+}
+
+Instant TimerWheel::next_expiry() {
+  auto to_instant = [this](std::uint64_t tick) {
+    return Instant(static_cast<std::int64_t>(tick * tick_us_));
+  };
+  if (ready_ || firing_) return to_instant(current_);
+  if (cache_valid_) return to_instant(cached_next_);
+  std::uint64_t next = 0;
+  bool found = false;
+  auto earliest_in = [&](const Timer* t) {
+    for (; t; t = t->next_) {
+      if (!found || t->due_tick_ < next) next = t->due_tick_;
+      found = true;
+    }
+  };
+  if (occupied_[0]) {
+    next = (current_ & ~std::uint64_t{kSlots - 1}) |
+           static_cast<std::uint64_t>(std::countr_zero(occupied_[0]));
+    found = true;
+  } else {
+    for (int level = 1; level < kLevels && !found; ++level) {
+      if (occupied_[level]) earliest_in(slots_[level][std::countr_zero(occupied_[level])]);
+    }
+    if (!found) earliest_in(overflow_);
+  }
+  if (!found) return Instant::never();
+  cache_valid_ = true;
+  cached_next_ = next;
+  return to_instant(next);
+}
+
+}  // namespace tern

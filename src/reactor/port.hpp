@@ -1,0 +1,43 @@
+// The contract every port implements, once, with plain functions (Redis ae.c habit:
+// exactly one backend is compiled in, chosen by the Meson option -Dport=...).
+// Not API: only src/reactor/reactor.cpp calls these.
+#pragma once
+
+#include "tern/core/errc.hpp"
+#include "tern/core/time.hpp"
+#include "tern/detail/port_state.hpp"  // resolved from ports/<name>/include
+
+namespace tern {
+class Reactor;
+}
+
+namespace tern::port {
+
+// Prepares the backend for one reactor. May allocate (start-up only).
+// Errors: io (the OS refused a resource), full (too many reactors for the port).
+Errc init(detail::PortState& s, Reactor& owner);
+
+// Releases what init() took. Safe after a failed init().
+void destroy(detail::PortState& s);
+
+// The port's monotonic clock in microseconds (CLOCK_MONOTONIC, SysTick, ...).
+Instant clock_now();
+
+// Blocks until an fd is ready, wake() was called, or `timeout` has elapsed.
+// timeout < 0: no limit; timeout == 0: poll without blocking. For every ready
+// watched fd it calls detail::reactor_io_ready(owner, slot, events).
+void wait(detail::PortState& s, Duration timeout);
+
+// Makes a wait() in progress (or the next one) return promptly. Safe from any
+// thread and from interrupt handlers; never blocks, never allocates.
+void wake(detail::PortState& s);
+
+// Watches `fd` for `events` (kReadable | kWritable) under the reactor's
+// watch slot `slot` (0 <= slot < detail::kPortMaxWatches).
+// Errors: invalid_argument (bad fd/events), unsupported (no fds on this port), io.
+Errc watch(detail::PortState& s, int slot, int fd, unsigned events);
+
+// Stops watching slot `slot`. Idempotent.
+void unwatch(detail::PortState& s, int slot);
+
+}  // namespace tern::port

@@ -1,0 +1,57 @@
+// Steady-state use of the core allocates nothing: the wheel, the pending table and the
+// rings are exercised after start-up while every heap allocation is counted.
+#include <new>
+
+#include "alloc_counter.hpp"
+#include "tern/core/pending_table.hpp"
+#include "tern/core/priority_ring.hpp"
+#include "tern/core/ring.hpp"
+#include "tern/core/rng.hpp"
+#include "tern/core/timer_wheel.hpp"
+#include "tern_test.hpp"
+
+namespace {
+
+TEST(NoHeap, CounterSeesAllocations) {
+  std::size_t before = tern_test::allocations();
+  void* p = ::operator new(64);
+  ::operator delete(p);
+  EXPECT_GT(tern_test::allocations(), before);
+}
+
+TEST(NoHeap, SteadyStateCoreAllocatesNothing) {
+  tern::TimerWheel wheel;
+  static tern::PendingTable<int, 256> table(wheel);
+  static tern::Ring<int, 128> ring;
+  static tern::PriorityRing<int, 128, 4> prio;
+  static tern::Timer timers[512];
+  int fired = 0;
+  for (auto& t : timers) t.set_callback([](void* c) { ++*static_cast<int*>(c); }, &fired);
+  tern::Rng rng(3);
+  int outcomes = 0;
+  tern::Instant now(0);
+
+  std::size_t before = tern_test::allocations();
+  for (int round = 0; round < 20000; ++round) {
+    tern::Timer& t = timers[rng.below(512)];
+    wheel.arm(t, now + tern::us(rng.between(0, 10000000)));
+    if (rng.chance(0.3)) wheel.cancel(timers[rng.below(512)]);
+    auto id = table.start(now + tern::ms(50), [&outcomes](tern::Result<int>) { ++outcomes; });
+    if (id.ok() && rng.chance(0.7)) (void)table.complete(*id, round);
+    (void)ring.push(round);
+    if (ring.size() > 64) (void)ring.pop();
+    (void)prio.push(round, static_cast<unsigned>(round % 4));
+    if (prio.size() > 64) (void)prio.pop();
+    now = now + tern::us(rng.between(0, 3000));
+    wheel.advance(now);
+    (void)wheel.next_expiry();
+  }
+  std::size_t after = tern_test::allocations();
+  EXPECT_EQ(after - before, 0u);
+  EXPECT_GT(fired, 0);
+  EXPECT_GT(outcomes, 0);
+  for (auto& t : timers) wheel.cancel(t);
+  table.cancel_all();
+}
+
+}  // namespace

@@ -1,0 +1,210 @@
+#include "tern/core/pending_table.hpp"
+
+#include "tern/core/rng.hpp"
+#include "tern_test.hpp"
+
+namespace {
+
+using tern::Errc;
+using tern::Instant;
+using tern::PendingTable;
+using tern::RequestId;
+using tern::Result;
+using tern::TimerWheel;
+
+struct Outcome {
+  int calls = 0;
+  Errc err = Errc::ok;
+  int value = 0;
+};
+
+auto recorder(Outcome* o) {
+  return [o](Result<int> r) {
+    ++o->calls;
+    o->err = r.ok() ? Errc::ok : r.error();
+    if (r.ok()) o->value = *r;
+  };
+}
+
+TEST(PendingTable, CompleteDeliversValueOnce) {
+  TimerWheel wheel;
+  PendingTable<int, 4> table(wheel);
+  Outcome o;
+  auto id = table.start(Instant(1000000), recorder(&o));
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(table.in_use(), 1u);
+  EXPECT_EQ(table.complete(*id, 42), Errc::ok);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.value, 42);
+  EXPECT_EQ(table.in_use(), 0u);
+  EXPECT_TRUE(wheel.empty());
+}
+
+TEST(PendingTable, LateReplyAfterTimeoutIsDroppedAndCounted) {
+  TimerWheel wheel;
+  PendingTable<int, 4> table(wheel);
+  Outcome o;
+  auto id = table.start(Instant(10000), recorder(&o));
+  ASSERT_TRUE(id.ok());
+  wheel.advance(Instant(10000));
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::timeout);
+  EXPECT_EQ(table.complete(*id, 7), Errc::late);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(table.stats().late, 1u);
+  EXPECT_EQ(table.stats().timed_out, 1u);
+}
+
+TEST(PendingTable, DuplicateReplyIsLate) {
+  TimerWheel wheel;
+  PendingTable<int, 2> table(wheel);
+  Outcome o;
+  auto id = table.start(Instant(10000), recorder(&o));
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(table.complete(*id, 1), Errc::ok);
+  EXPECT_EQ(table.complete(*id, 2), Errc::late);
+  EXPECT_EQ(table.fail(*id, Errc::io), Errc::late);
+  EXPECT_EQ(table.cancel(*id), Errc::late);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.value, 1);
+  EXPECT_EQ(table.stats().late, 3u);
+}
+
+TEST(PendingTable, StaleIdIsLateEvenAfterSlotReuse) {
+  TimerWheel wheel;
+  PendingTable<int, 1> table(wheel);
+  Outcome a, b;
+  auto first = table.start(Instant(10000), recorder(&a));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(table.cancel(*first), Errc::ok);
+  auto second = table.start(Instant(10000), recorder(&b));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(first->slot(), second->slot());
+  EXPECT_EQ(table.complete(*first, 5), Errc::late);
+  EXPECT_EQ(b.calls, 0);
+  EXPECT_EQ(table.complete(*second, 6), Errc::ok);
+  EXPECT_EQ(b.value, 6);
+  EXPECT_EQ(a.err, Errc::cancelled);
+}
+
+TEST(PendingTable, UnknownIdIsNotFound) {
+  TimerWheel wheel;
+  PendingTable<int, 2> table(wheel);
+  EXPECT_EQ(table.complete(RequestId{}, 1), Errc::not_found);
+  EXPECT_EQ(table.complete(RequestId::make(7, 1), 1), Errc::not_found);
+  EXPECT_EQ(table.complete(RequestId::make(0, 99), 1), Errc::not_found);
+  EXPECT_EQ(table.stats().not_found, 3u);
+}
+
+TEST(PendingTable, FullTableRefusesAndKeepsWhatItHolds) {
+  TimerWheel wheel;
+  PendingTable<int, 2> table(wheel);
+  Outcome o1, o2, o3;
+  auto a = table.start(Instant(10000), recorder(&o1));
+  auto b = table.start(Instant(10000), recorder(&o2));
+  auto c = table.start(Instant(10000), recorder(&o3));
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(c.error(), Errc::full);
+  EXPECT_EQ(table.stats().rejected, 1u);
+  EXPECT_EQ(table.complete(*a, 1), Errc::ok);
+  EXPECT_EQ(table.complete(*b, 2), Errc::ok);
+  EXPECT_EQ(o3.calls, 0);
+}
+
+TEST(PendingTable, CancelAllByOwnerRunsCallbacksWithCancelled) {
+  TimerWheel wheel;
+  PendingTable<int, 8> table(wheel);
+  int owner_a = 0, owner_b = 0;
+  Outcome o[4];
+  for (int i = 0; i < 4; ++i) {
+    auto id = table.start(Instant(10000), recorder(&o[i]), i % 2 ? &owner_a : &owner_b);
+    ASSERT_TRUE(id.ok());
+  }
+  EXPECT_EQ(table.cancel_all(&owner_a), 2u);
+  EXPECT_EQ(o[1].err, Errc::cancelled);
+  EXPECT_EQ(o[3].err, Errc::cancelled);
+  EXPECT_EQ(o[0].calls, 0);
+  EXPECT_EQ(table.in_use(), 2u);
+  EXPECT_EQ(table.cancel_all(), 2u);
+  EXPECT_EQ(table.in_use(), 0u);
+}
+
+TEST(PendingTable, CallbackMayStartAndCompleteReentrantly) {
+  TimerWheel wheel;
+  PendingTable<int, 1> table(wheel);
+  Outcome inner;
+  RequestId first_id;
+  bool restarted = false;
+  auto id = table.start(Instant(10000), [&](Result<int> r) {
+    EXPECT_TRUE(r.ok());
+    EXPECT_EQ(table.complete(first_id, 3), Errc::late);  // our own id: already ended
+    auto again = table.start(Instant(20000), recorder(&inner));  // the slot is free again
+    restarted = again.ok();
+  });
+  ASSERT_TRUE(id.ok());
+  first_id = *id;
+  EXPECT_EQ(table.complete(*id, 1), Errc::ok);
+  EXPECT_TRUE(restarted);
+  wheel.advance(Instant(20000));
+  EXPECT_EQ(inner.err, Errc::timeout);
+  EXPECT_EQ(table.in_use(), 0u);
+}
+
+// Random interleavings: every accepted request ends exactly once; afterwards nothing
+// is in use and the counters add up.
+TEST(PendingTable, RandomInterleavingsEndEveryRequestExactlyOnce) {
+  constexpr int kN = 32;
+  constexpr int kMaxRequests = 4096;
+  TimerWheel wheel;
+  static int outcomes[kMaxRequests];
+  for (int& x : outcomes) x = 0;
+  tern::Rng rng(99);
+  int accepted = 0;
+  std::uint64_t extra = 0;  // late or duplicate offers we made
+  {
+    PendingTable<int, kN> table(wheel);
+    RequestId ids[kMaxRequests];
+    Instant now(0);
+    int issued = 0;
+    const int steps = 40000 / TERN_TEST_SCALE;
+    for (int step = 0; step < steps; ++step) {
+      std::uint64_t r = rng.below(100);
+      if (r < 35 && issued < kMaxRequests) {
+        int n = issued;
+        auto id = table.start(now + tern::us(rng.between(0, 50000)), [n](Result<int>) { ++outcomes[n]; });
+        if (id.ok()) {
+          ids[issued++] = *id;
+          ++accepted;
+        } else {
+          EXPECT_EQ(id.error(), Errc::full);
+        }
+      } else if (r < 80 && issued > 0) {
+        RequestId id = ids[rng.below(static_cast<std::uint64_t>(issued))];
+        bool live = table.pending(id);
+        Errc e;
+        switch (rng.below(3)) {
+          case 0: e = table.complete(id, 1); break;
+          case 1: e = table.fail(id, Errc::io); break;
+          default: e = table.cancel(id); break;
+        }
+        EXPECT_EQ(e, live ? Errc::ok : Errc::late);
+        if (!live) ++extra;
+      } else {
+        now = now + tern::us(rng.between(0, 20000));
+        wheel.advance(now);
+      }
+    }
+    const auto& s = table.stats();
+    EXPECT_EQ(s.late, extra);
+    EXPECT_EQ(s.started, static_cast<std::uint64_t>(accepted));
+    EXPECT_LE(s.high_water, static_cast<std::size_t>(kN));
+    table.cancel_all();
+    EXPECT_EQ(table.in_use(), 0u);
+    EXPECT_EQ(s.completed + s.failed + s.timed_out + s.cancelled, s.started);
+  }  // the destructor cancels what is left
+  for (int i = 0; i < accepted; ++i) ASSERT_EQ(outcomes[i], 1);
+  EXPECT_TRUE(wheel.empty());
+}
+
+}  // namespace

@@ -1,0 +1,15 @@
+// One way to write a portable test: GoogleTest's names. On hosts with GoogleTest this is
+// GoogleTest; on bare metal (TERN_MINITEST) the in-tree runner provides the same subset
+// (TEST, EXPECT_*/ASSERT_* comparisons, no streaming of extra messages).
+#pragma once
+
+#if defined(TERN_MINITEST)
+#include "minitest.hpp"
+#else
+#include <gtest/gtest.h>
+#endif
+
+// Long randomized tests shrink on slow targets (emulated Cortex-M); same code paths.
+#ifndef TERN_TEST_SCALE
+#define TERN_TEST_SCALE 1
+#endif
