@@ -7,9 +7,7 @@
 #include "tern/core/time.hpp"
 #include "tern/detail/port_state.hpp"  // resolved from ports/<name>/include
 
-namespace tern {
-class Reactor;
-}
+#include "tern/reactor/reactor.hpp"
 
 namespace tern::port {
 
@@ -40,4 +38,9 @@ Errc watch(detail::PortState& s, int slot, int fd, unsigned events);
 // Stops watching slot `slot`. Idempotent.
 void unwatch(detail::PortState& s, int slot);
 
+// Makes SIGINT and SIGTERM call owner.stop() on the reactor's thread (graceful stop).
+// Errors: unsupported (no signals on this port), io.
+Errc stop_on_signals(detail::PortState& s);
+
 }  // namespace tern::port
+

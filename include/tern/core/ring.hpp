@@ -115,6 +115,17 @@ class RingBase {
   std::uint64_t rejected_ = 0;
 };
 
+// A ring over storage the caller provides (capacity chosen at run time, e.g. from a
+// config struct read once). `storage` must hold `capacity` suitably aligned Ts and
+// outlive the ring.
+template <typename T>
+class RingBuffer : public RingBase<T> {
+ public:
+  RingBuffer(void* storage, std::size_t capacity) : RingBase<T>(storage, capacity) {
+    if (capacity == 0) panic("RingBuffer capacity must be positive");
+  }
+};
+
 template <typename T, std::size_t N>
 class Ring : public RingBase<T> {
   static_assert(N > 0, "Ring capacity must be positive");

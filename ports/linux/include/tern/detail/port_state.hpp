@@ -1,1 +1,35 @@
-namespace tern::detail { struct PortState { int placeholder = 0; }; inline constexpr int kPortMaxWatches = 64; }
+// Not API: the Linux port's per-reactor state, visible only so that a Reactor can be
+// allocated statically. Fields change without notice.
+#pragma once
+
+struct event_base;
+struct event;
+
+namespace tern {
+class Reactor;
+}
+
+namespace tern::detail {
+
+inline constexpr int kPortMaxWatches = 1024;
+
+struct PortWatch {
+  struct PortState* state = nullptr;
+  struct event* ev = nullptr;
+  int slot = -1;
+  int fd = -1;
+  unsigned events = 0;
+};
+
+struct PortState {
+  Reactor* owner = nullptr;
+  event_base* base = nullptr;
+  event* timer = nullptr;       // re-armed to the wheel's next expiry before each wait
+  event* wake_event = nullptr;  // reads the eventfd
+  event* signals[2] = {nullptr, nullptr};
+  int wake_fd = -1;
+  int watch_count = 0;
+  PortWatch* watches = nullptr;
+};
+
+}  // namespace tern::detail

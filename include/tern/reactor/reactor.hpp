@@ -1,0 +1,201 @@
+// Reactor: the single-threaded run loop. Timers ride on a TimerWheel, posted calls run on
+// the next turn, file descriptors are watched through the port backend, and Inboxes let
+// other threads and interrupt handlers in. It sleeps until the wheel's next expiry, I/O
+// or a wake — never polls.
+//
+//   tern::Reactor reactor(tern::ReactorConfig{});
+//   auto t = reactor.after(tern::ms(500), [&] { reactor.stop(); });
+//   reactor.run();
+//
+// Capacities come from ReactorConfig, allocated once at construction; nothing allocates
+// afterwards. See examples/agents_bus for a reactor under a Runtime.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "tern/core/errc.hpp"
+#include "tern/core/inplace_function.hpp"
+#include "tern/core/ring.hpp"
+#include "tern/core/time.hpp"
+#include "tern/core/timer_wheel.hpp"
+#include "tern/detail/port_state.hpp"
+#include "tern/reactor/inbox.hpp"
+
+namespace tern {
+
+// Interest and readiness bits for watch().
+enum IoEvents : unsigned { kReadable = 1u, kWritable = 2u };
+
+struct ReactorConfig {
+  std::size_t max_timers = 256;   // after()/at() entries live at once
+  std::size_t max_posted = 256;   // post() calls waiting for the next turn
+  std::size_t max_watches = 32;   // watched fds at once (<= detail::kPortMaxWatches)
+  Duration tick = ms(1);          // timer resolution
+  // When set, now() reads this clock and waits never block (tests, simulation).
+  const ManualClock* manual_clock = nullptr;
+};
+
+struct ReactorStats {
+  std::uint64_t turns = 0;          // run_once() calls
+  std::uint64_t waits = 0;          // times the loop blocked in the port (could sleep)
+  std::uint64_t timers_fired = 0;
+  std::uint64_t posted_run = 0;
+  std::uint64_t inbox_items = 0;
+  std::uint64_t io_events = 0;
+  std::uint64_t rejected = 0;       // after/at/post/watch refused with Errc::full
+};
+
+class Reactor;
+
+namespace detail {
+// Not API: how a port reports that watch slot `slot` is ready (kReadable|kWritable).
+void reactor_io_ready(Reactor& r, int slot, unsigned events);
+}  // namespace detail
+
+// Names one after()/at() timer. A handle whose timer already fired or was cancelled is
+// stale: cancel() on it returns false and touches nothing.
+class TimerHandle {
+ public:
+  TimerHandle() = default;
+  // Cancels the timer if it is still pending; true if it was.
+  bool cancel();
+  bool pending() const;
+  explicit operator bool() const { return reactor_ != nullptr; }
+
+ private:
+  friend class Reactor;
+  TimerHandle(Reactor* r, std::uint32_t index, std::uint32_t generation)
+      : reactor_(r), index_(index), generation_(generation) {}
+  Reactor* reactor_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::uint32_t generation_ = 0;
+};
+
+// Names one watch(). Stale after unwatch(), like TimerHandle.
+struct WatchHandle {
+  std::uint32_t index = 0xFFFFFFFFu;
+  std::uint32_t generation = 0;
+};
+
+class Reactor {
+ public:
+  static constexpr std::size_t kCallbackBytes = 4 * sizeof(void*);
+  using Callback = InplaceFunction<void(), kCallbackBytes>;
+  using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes>;
+  // Capacity of the built-in inbox for calls from other threads.
+  static constexpr std::size_t kCallInboxCapacity = 32;
+  using CallInbox = Inbox<Callback, kCallInboxCapacity, 2 * sizeof(void*)>;
+
+  // Allocates every table from `config` (the only allocation the reactor makes) and
+  // starts the port backend. A port that cannot start is a contract violation (panic):
+  // it means the device is misconfigured, not that outside input was bad.
+  explicit Reactor(const ReactorConfig& config = ReactorConfig{});
+  // Cancels every timer and watch (their callbacks do not run) and drops posted calls.
+  ~Reactor();
+  Reactor(const Reactor&) = delete;
+  Reactor& operator=(const Reactor&) = delete;
+
+  // Runs turns until stop(). Returns immediately if stop() was called before.
+  void run();
+  // One turn: wait up to `max_wait` (less if a timer is due sooner; 0 with a manual
+  // clock or when calls are posted) for I/O or a wake, then fire due timers, run the
+  // calls posted before this turn and drain the inboxes. Returns callbacks run.
+  std::size_t run_once(Duration max_wait = Duration::max());
+  // Runs turns that do not wait while anything is runnable now; for tests with a
+  // ManualClock. Returns callbacks run.
+  std::size_t run_until_idle();
+  // Asks run() to return after the current turn. Safe from any callback; from another
+  // thread or a signal, use inbox() or stop_on_signals().
+  void stop();
+  bool stopping() const { return stop_requested_; }
+
+  Instant now() const;
+  const ReactorConfig& config() const { return config_; }
+  const ReactorStats& stats() const { return stats_; }
+  TimerWheel& wheel() { return wheel_; }
+
+  // Runs `cb` once at `deadline` (at the first tick at or after it).
+  // Errors: full (max_timers pending; counted), invalid_argument (empty cb).
+  Result<TimerHandle> at(Instant deadline, Callback cb);
+  // Runs `cb` once after `delay` from now().
+  Result<TimerHandle> after(Duration delay, Callback cb) { return at(now() + delay, std::move(cb)); }
+
+  // Runs `cb` on the next turn, after calls posted earlier (FIFO).
+  // Errors: full (max_posted waiting; counted), invalid_argument (empty cb).
+  Errc post(Callback cb);
+
+  // Calls `cb(events)` whenever `fd` is ready for any of `events` (kReadable|kWritable).
+  // Errors: full (max_watches in use), invalid_argument (fd < 0, no events, empty cb),
+  // unsupported (this port has no file descriptors), io.
+  Result<WatchHandle> watch(int fd, unsigned events, IoCallback cb);
+  // Changes what a watch waits for. Errors: not_found (stale handle), invalid_argument.
+  Errc modify(WatchHandle h, unsigned events);
+  // Stops a watch; its callback never runs again, even later in the same turn. Safe
+  // from inside that callback. Errors: not_found (stale handle).
+  Errc unwatch(WatchHandle h);
+
+  // Calls to run on this reactor's thread, pushed from another thread
+  // (reactor.inbox().push(cb)); delivered in order, Errc::full when 32 wait.
+  CallInbox& inbox() { return call_inbox_; }
+
+  // Makes SIGINT and SIGTERM stop the loop gracefully (Linux port).
+  // Errors: unsupported on ports without signals, io.
+  Errc stop_on_signals();
+
+  // Thread- and interrupt-safe: makes a blocked wait return promptly.
+  void wake();
+
+ private:
+  friend class TimerHandle;
+  friend class InboxBase;
+  friend void detail::reactor_io_ready(Reactor&, int, unsigned);
+
+  struct TimerEntry {
+    Timer timer;
+    Callback cb;
+    Reactor* reactor = nullptr;
+    std::uint32_t generation = 1;
+    std::uint32_t next_free = 0;
+  };
+  struct WatchEntry {
+    IoCallback cb;
+    int fd = -1;
+    unsigned events = 0;
+    std::uint32_t generation = 1;
+    bool active = false;
+    bool closing = false;  // unwatched inside its own callback: freed after it returns
+  };
+
+  static void on_timer(void* context);
+  bool cancel_timer(std::uint32_t index, std::uint32_t generation);
+  bool timer_pending(std::uint32_t index, std::uint32_t generation) const;
+  void io_ready(int slot, unsigned events);
+  void release_watch(WatchEntry& w);
+  WatchEntry* find_watch(WatchHandle h);
+  void attach(InboxBase& inbox);
+  void detach(InboxBase& inbox);
+  void inbox_notified();
+  std::size_t drain_inboxes();
+  std::size_t run_posted();
+  std::size_t run_due();
+  bool runnable_now() const;
+
+  ReactorConfig config_;
+  ReactorStats stats_;
+  TimerWheel wheel_;
+  TimerEntry* timers_ = nullptr;
+  std::uint32_t free_timer_ = 0;
+  void* posted_storage_ = nullptr;
+  RingBuffer<Callback>* posted_ = nullptr;
+  WatchEntry* watches_ = nullptr;
+  int dispatching_watch_ = -1;
+  InboxBase* inboxes_ = nullptr;
+  std::atomic<bool> inbox_pending_{false};
+  bool stop_requested_ = false;
+  detail::PortState port_;
+  CallInbox call_inbox_;
+};
+
+}  // namespace tern

@@ -1,0 +1,291 @@
+#include "tern/reactor/reactor.hpp"
+
+#include <new>
+
+#include "reactor/port.hpp"
+
+namespace tern {
+
+namespace {
+template <typename T>
+T* allocate_array(std::size_t n) {
+  if (n == 0) return nullptr;
+  T* p = new (std::nothrow) T[n];
+  if (!p) panic("Reactor: out of memory at start-up (reduce ReactorConfig capacities)");
+  return p;
+}
+}  // namespace
+
+// ---- inbox plumbing ----
+
+InboxBase::InboxBase(Reactor& reactor) : reactor_(reactor) { reactor_.attach(*this); }
+InboxBase::~InboxBase() { reactor_.detach(*this); }
+void InboxBase::notify() { reactor_.inbox_notified(); }
+
+void Reactor::attach(InboxBase& inbox) {
+  inbox.next_ = inboxes_;
+  inboxes_ = &inbox;
+}
+
+void Reactor::detach(InboxBase& inbox) {
+  for (InboxBase** p = &inboxes_; *p; p = &(*p)->next_) {
+    if (*p == &inbox) {
+      *p = inbox.next_;
+      return;
+    }
+  }
+}
+
+void Reactor::inbox_notified() {
+  inbox_pending_.store(true, std::memory_order_release);
+  port::wake(port_);
+}
+
+void Reactor::wake() { port::wake(port_); }
+
+std::size_t Reactor::drain_inboxes() {
+  if (!inbox_pending_.exchange(false, std::memory_order_acq_rel)) return 0;
+  std::size_t n = 0;
+  for (InboxBase* in = inboxes_; in; in = in->next_) n += in->drain();
+  stats_.inbox_items += n;
+  return n;
+}
+
+// ---- construction ----
+
+Reactor::Reactor(const ReactorConfig& config)
+    : config_(config),
+      wheel_(config.manual_clock ? config.manual_clock->now() : port::clock_now(), config.tick),
+      call_inbox_(*this, [](Callback& cb) { cb(); }) {
+  if (config_.max_watches > static_cast<std::size_t>(detail::kPortMaxWatches)) {
+    config_.max_watches = static_cast<std::size_t>(detail::kPortMaxWatches);
+  }
+  timers_ = allocate_array<TimerEntry>(config_.max_timers);
+  for (std::size_t i = 0; i < config_.max_timers; ++i) {
+    timers_[i].reactor = this;
+    timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
+    timers_[i].timer.set_callback(&Reactor::on_timer, &timers_[i]);
+  }
+  std::size_t posted = config_.max_posted ? config_.max_posted : 1;
+  posted_storage_ = ::operator new(sizeof(Callback) * posted, std::align_val_t(alignof(Callback)),
+                                   std::nothrow);
+  if (!posted_storage_) panic("Reactor: out of memory at start-up (max_posted)");
+  posted_ = new (std::nothrow) RingBuffer<Callback>(posted_storage_, posted);
+  if (!posted_) panic("Reactor: out of memory at start-up");
+  watches_ = allocate_array<WatchEntry>(config_.max_watches);
+  if (port::init(port_, *this) != Errc::ok) panic("Reactor: the port backend failed to start");
+}
+
+Reactor::~Reactor() {
+  for (std::size_t i = 0; i < config_.max_timers; ++i) wheel_.cancel(timers_[i].timer);
+  for (std::size_t i = 0; i < config_.max_watches; ++i) {
+    if (watches_[i].active) port::unwatch(port_, static_cast<int>(i));
+  }
+  port::destroy(port_);
+  delete posted_;
+  ::operator delete(posted_storage_, std::align_val_t(alignof(Callback)));
+  delete[] watches_;
+  delete[] timers_;
+}
+
+Instant Reactor::now() const {
+  return config_.manual_clock ? config_.manual_clock->now() : port::clock_now();
+}
+
+// ---- timers ----
+
+Result<TimerHandle> Reactor::at(Instant deadline, Callback cb) {
+  if (!cb) return Errc::invalid_argument;
+  if (free_timer_ >= config_.max_timers) {
+    ++stats_.rejected;
+    return Errc::full;
+  }
+  std::uint32_t index = free_timer_;
+  TimerEntry& e = timers_[index];
+  free_timer_ = e.next_free;
+  e.cb = std::move(cb);
+  wheel_.arm(e.timer, deadline);
+  return TimerHandle(this, index, e.generation);
+}
+
+void Reactor::on_timer(void* context) {
+  auto& e = *static_cast<TimerEntry*>(context);
+  Reactor& r = *e.reactor;
+  // Retire the entry before user code runs: the callback may arm timers (even reuse
+  // this entry) and its own handle already reads as stale.
+  Callback cb = std::move(e.cb);
+  ++e.generation;
+  auto index = static_cast<std::uint32_t>(&e - r.timers_);
+  e.next_free = r.free_timer_;
+  r.free_timer_ = index;
+  ++r.stats_.timers_fired;
+  cb();
+}
+
+bool Reactor::timer_pending(std::uint32_t index, std::uint32_t generation) const {
+  return index < config_.max_timers && timers_[index].generation == generation &&
+         timers_[index].timer.armed();
+}
+
+bool Reactor::cancel_timer(std::uint32_t index, std::uint32_t generation) {
+  if (!timer_pending(index, generation)) return false;
+  TimerEntry& e = timers_[index];
+  wheel_.cancel(e.timer);
+  e.cb = nullptr;
+  ++e.generation;
+  e.next_free = free_timer_;
+  free_timer_ = index;
+  return true;
+}
+
+bool TimerHandle::cancel() { return reactor_ && reactor_->cancel_timer(index_, generation_); }
+bool TimerHandle::pending() const { return reactor_ && reactor_->timer_pending(index_, generation_); }
+
+// ---- posted calls ----
+
+Errc Reactor::post(Callback cb) {
+  if (!cb) return Errc::invalid_argument;
+  Errc e = posted_->push(std::move(cb));
+  if (e == Errc::full) ++stats_.rejected;
+  return e;
+}
+
+std::size_t Reactor::run_posted() {
+  // Only the calls queued before this turn: a call that posts again runs next turn.
+  std::size_t n = posted_->size();
+  for (std::size_t i = 0; i < n; ++i) {
+    Result<Callback> cb = posted_->pop();
+    if (!cb) break;
+    (*cb)();
+  }
+  stats_.posted_run += n;
+  return n;
+}
+
+// ---- watches ----
+
+Reactor::WatchEntry* Reactor::find_watch(WatchHandle h) {
+  if (h.index >= config_.max_watches) return nullptr;
+  WatchEntry& w = watches_[h.index];
+  return (w.active && !w.closing && w.generation == h.generation) ? &w : nullptr;
+}
+
+Result<WatchHandle> Reactor::watch(int fd, unsigned events, IoCallback cb) {
+  if (fd < 0 || (events & (kReadable | kWritable)) == 0 || !cb) return Errc::invalid_argument;
+  for (std::size_t i = 0; i < config_.max_watches; ++i) {
+    WatchEntry& w = watches_[i];
+    if (w.active) continue;
+    Errc e = port::watch(port_, static_cast<int>(i), fd, events);
+    if (e != Errc::ok) return e;
+    w.cb = std::move(cb);
+    w.fd = fd;
+    w.events = events;
+    w.active = true;
+    w.closing = false;
+    return WatchHandle{static_cast<std::uint32_t>(i), w.generation};
+  }
+  ++stats_.rejected;
+  return Errc::full;
+}
+
+Errc Reactor::modify(WatchHandle h, unsigned events) {
+  WatchEntry* w = find_watch(h);
+  if (!w) return Errc::not_found;
+  if ((events & (kReadable | kWritable)) == 0) return Errc::invalid_argument;
+  if (events == w->events) return Errc::ok;
+  Errc e = port::watch(port_, static_cast<int>(h.index), w->fd, events);
+  if (e == Errc::ok) w->events = events;
+  return e;
+}
+
+void Reactor::release_watch(WatchEntry& w) {
+  w.cb = nullptr;
+  w.active = false;
+  w.closing = false;
+  w.fd = -1;
+  ++w.generation;
+}
+
+Errc Reactor::unwatch(WatchHandle h) {
+  WatchEntry* w = find_watch(h);
+  if (!w) return Errc::not_found;
+  port::unwatch(port_, static_cast<int>(h.index));
+  if (dispatching_watch_ == static_cast<int>(h.index)) {
+    w->closing = true;  // its callback is running: free it once it returns
+  } else {
+    release_watch(*w);
+  }
+  return Errc::ok;
+}
+
+void detail::reactor_io_ready(Reactor& r, int slot, unsigned events) { r.io_ready(slot, events); }
+
+void Reactor::io_ready(int slot, unsigned events) {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= config_.max_watches) return;
+  WatchEntry& w = watches_[slot];
+  if (!w.active || w.closing) return;  // unwatched earlier in this turn
+  ++stats_.io_events;
+  int outer = dispatching_watch_;
+  dispatching_watch_ = slot;
+  w.cb(events & w.events);
+  dispatching_watch_ = outer;
+  if (w.closing) release_watch(w);
+}
+
+Errc Reactor::stop_on_signals() { return port::stop_on_signals(port_); }
+
+// ---- the loop ----
+
+void Reactor::stop() {
+  stop_requested_ = true;
+  port::wake(port_);
+}
+
+std::size_t Reactor::run_due() {
+  std::size_t n = wheel_.advance(now());
+  n += run_posted();
+  n += drain_inboxes();
+  return n;
+}
+
+bool Reactor::runnable_now() const {
+  return !posted_->empty() || inbox_pending_.load(std::memory_order_acquire);
+}
+
+std::size_t Reactor::run_once(Duration max_wait) {
+  ++stats_.turns;
+  std::uint64_t io_before = stats_.io_events;
+  Duration timeout = max_wait;
+  if (config_.manual_clock || runnable_now() || stop_requested_) {
+    timeout = Duration::zero();
+  } else {
+    Instant next = wheel_.next_expiry();
+    if (next != Instant::never()) {
+      Duration until = next - now();
+      if (until < timeout) timeout = until;
+    }
+    if (timeout < Duration::zero()) timeout = Duration::zero();
+  }
+  if (timeout > Duration::zero()) ++stats_.waits;
+  port::wait(port_, timeout >= Duration::max() ? Duration(-1) : timeout);
+  std::size_t n = static_cast<std::size_t>(stats_.io_events - io_before);
+  return n + run_due();
+}
+
+std::size_t Reactor::run_until_idle() {
+  std::size_t total = 0;
+  for (int guard = 0; guard < 1000000; ++guard) {
+    std::size_t n = run_once(Duration::zero());
+    total += n;
+    bool timer_due = wheel_.next_expiry() <= now();
+    if (n == 0 && !runnable_now() && !timer_due) break;
+  }
+  return total;
+}
+
+void Reactor::run() {
+  while (!stop_requested_) run_once();
+  stop_requested_ = false;
+}
+
+}  // namespace tern

@@ -1,0 +1,194 @@
+// Reactor behaviour with a manual clock: never sleeps, runs on every port.
+#include "tern/reactor/reactor.hpp"
+
+#include "tern_test.hpp"
+
+namespace {
+
+using tern::Errc;
+using tern::Instant;
+using tern::ManualClock;
+using tern::Reactor;
+using tern::ReactorConfig;
+
+ReactorConfig manual(const ManualClock& clock, std::size_t timers = 64, std::size_t posted = 16) {
+  ReactorConfig c;
+  c.manual_clock = &clock;
+  c.max_timers = timers;
+  c.max_posted = posted;
+  c.max_watches = 4;
+  return c;
+}
+
+TEST(Reactor, TimersFireInDeadlineOrderAndNotBefore) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int order[3] = {};
+  int n = 0;
+  ASSERT_TRUE(r.after(tern::ms(30), [&] { order[n++] = 30; }).ok());
+  ASSERT_TRUE(r.after(tern::ms(10), [&] { order[n++] = 10; }).ok());
+  ASSERT_TRUE(r.after(tern::ms(20), [&] { order[n++] = 20; }).ok());
+  clock.advance(tern::ms(9));
+  r.run_until_idle();
+  EXPECT_EQ(n, 0);
+  clock.advance(tern::ms(21));
+  r.run_until_idle();
+  ASSERT_EQ(n, 3);
+  EXPECT_EQ(order[0], 10);
+  EXPECT_EQ(order[1], 20);
+  EXPECT_EQ(order[2], 30);
+}
+
+TEST(Reactor, PostedCallsRunNextTurnInOrder) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int log[4] = {};
+  int n = 0;
+  ASSERT_EQ(r.post([&] {
+    log[n++] = 1;
+    // Posted from inside a posted call: must wait for the next turn.
+    EXPECT_EQ(r.post([&] { log[n++] = 3; }), Errc::ok);
+  }), Errc::ok);
+  ASSERT_EQ(r.post([&] { log[n++] = 2; }), Errc::ok);
+  EXPECT_EQ(n, 0);  // nothing runs inside post()
+  r.run_once(tern::Duration::zero());
+  EXPECT_EQ(n, 2);
+  r.run_once(tern::Duration::zero());
+  ASSERT_EQ(n, 3);
+  EXPECT_EQ(log[0], 1);
+  EXPECT_EQ(log[1], 2);
+  EXPECT_EQ(log[2], 3);
+}
+
+TEST(Reactor, PostQueueFullReturnsFullAndKeepsQueued) {
+  ManualClock clock;
+  Reactor r(manual(clock, 8, 2));
+  int ran = 0;
+  EXPECT_EQ(r.post([&] { ++ran; }), Errc::ok);
+  EXPECT_EQ(r.post([&] { ++ran; }), Errc::ok);
+  EXPECT_EQ(r.post([&] { ++ran; }), Errc::full);
+  EXPECT_EQ(r.stats().rejected, 1u);
+  r.run_until_idle();
+  EXPECT_EQ(ran, 2);
+}
+
+TEST(Reactor, CancelFromInsideCallbackStopsOtherTimerOnSameTick) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int victim_runs = 0;
+  tern::TimerHandle victim;
+  ASSERT_TRUE(r.after(tern::ms(5), [&] { EXPECT_TRUE(victim.cancel()); }).ok());
+  auto v = r.after(tern::ms(5), [&] { ++victim_runs; });
+  ASSERT_TRUE(v.ok());
+  victim = *v;
+  clock.advance(tern::ms(5));
+  r.run_until_idle();
+  EXPECT_EQ(victim_runs, 0);
+  EXPECT_FALSE(victim.pending());
+  EXPECT_FALSE(victim.cancel());
+}
+
+TEST(Reactor, CallbackMayCancelItsOwnHandleAndRearm) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int runs = 0;
+  tern::TimerHandle self;
+  auto arm = [&](auto& again) -> void {
+    auto h = r.after(tern::ms(1), [&] {
+      ++runs;
+      EXPECT_FALSE(self.cancel());  // already fired: stale
+      if (runs < 5) again(again);
+    });
+    ASSERT_TRUE(h.ok());
+    self = *h;
+  };
+  arm(arm);
+  for (int i = 0; i < 10; ++i) {
+    clock.advance(tern::ms(1));
+    r.run_until_idle();
+  }
+  EXPECT_EQ(runs, 5);
+}
+
+TEST(Reactor, StopFromCallbackEndsRun) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int after_stop = 0;
+  ASSERT_EQ(r.post([&] {
+    r.stop();
+    EXPECT_EQ(r.post([&] { ++after_stop; }), Errc::ok);
+  }), Errc::ok);
+  r.run();  // returns after the turn in which stop() was called
+  EXPECT_EQ(after_stop, 0);
+  r.run_until_idle();
+  EXPECT_EQ(after_stop, 1);
+}
+
+TEST(Reactor, ManyTimersOnOneTickAllFireInArmingOrder) {
+  ManualClock clock;
+  constexpr int kCount = 500;
+  Reactor r(manual(clock, kCount));
+  static int seen[kCount];
+  int n = 0;
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(r.at(Instant(7000), [&n, i] { seen[n++] = i; }).ok());
+  }
+  EXPECT_EQ(r.after(tern::ms(1), [] {}).error(), Errc::full);
+  clock.set(Instant(7000));
+  r.run_until_idle();
+  ASSERT_EQ(n, kCount);
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(seen[i], i);
+  // Every entry came back: the table is usable to capacity again.
+  for (int i = 0; i < kCount; ++i) ASSERT_TRUE(r.after(tern::ms(1), [] {}).ok());
+}
+
+TEST(Reactor, InboxDeliversInOrderAndReportsFull) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int got[8] = {};
+  int n = 0;
+  tern::Inbox<int, 4> inbox(r, [&](int& v) { got[n++] = v; });
+  for (int round = 0; round < 3; ++round) {  // wraps the ring several times
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(inbox.push(round * 10 + i), Errc::ok);
+    EXPECT_EQ(inbox.push(99), Errc::full);
+    r.run_until_idle();
+    ASSERT_EQ(n, 4);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(got[i], round * 10 + i);
+    n = 0;
+  }
+  EXPECT_EQ(inbox.rejected(), 3u);
+}
+
+TEST(Reactor, CallInboxRunsCallsOnTheReactor) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int ran = 0;
+  ASSERT_EQ(r.inbox().push([&ran] { ++ran; }), Errc::ok);
+  ASSERT_EQ(r.inbox().push([&ran] { ran *= 10; }), Errc::ok);
+  r.run_until_idle();
+  EXPECT_EQ(ran, 10);
+}
+
+TEST(Reactor, IdleReactorWaitsForTheNextDueTimerOnly) {
+  ManualClock clock;
+  Reactor r(manual(clock, 1000));
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(r.after(tern::seconds(3600) + tern::ms(i), [] {}).ok());
+  }
+  EXPECT_EQ(r.wheel().next_expiry(), Instant(0) + tern::seconds(3600));
+  clock.advance(tern::seconds(3599));
+  EXPECT_EQ(r.run_until_idle(), 0u);
+  clock.advance(tern::seconds(1));
+  EXPECT_EQ(r.run_until_idle(), 1u);
+}
+
+TEST(Reactor, InvalidArgumentsAreRefused) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  EXPECT_EQ(r.post(nullptr), Errc::invalid_argument);
+  EXPECT_EQ(r.after(tern::ms(1), nullptr).error(), Errc::invalid_argument);
+  EXPECT_EQ(r.watch(-1, tern::kReadable, [](unsigned) {}).error(), Errc::invalid_argument);
+  EXPECT_EQ(r.unwatch(tern::WatchHandle{}), Errc::not_found);
+}
+
+}  // namespace
