@@ -47,27 +47,33 @@ struct PendingStats {
   std::uint64_t rejected = 0;    // start() refused with Errc::full
 };
 
-template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
-class PendingTable {
-  static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
+template <typename T, std::size_t N, std::size_t CallbackBytes>
+struct PendingTableStorage;
 
+// The capacity-free part: PendingTable<T, N> holds the slots inline;
+// PendingTableBuffer<T> takes slots the caller allocated once (capacity from a config).
+template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*)>
+class PendingTableBase {
  public:
   using Callback = InplaceFunction<void(Result<T>), CallbackBytes>;
   using Owner = const void*;
-  static constexpr std::size_t kCapacity = N;
+  struct Slot;
 
-  explicit PendingTable(TimerWheel& wheel) : wheel_(wheel) {
+  PendingTableBase(TimerWheel& wheel, Slot* slots, std::size_t capacity)
+      : wheel_(wheel), slots_(slots), capacity_(capacity) {
+    if (capacity == 0 || capacity >= 0x7FFFFFFF) panic("PendingTable capacity out of range");
+    const std::size_t N = capacity_;
     for (std::size_t i = 0; i < N; ++i) {
       slots_[i].table = this;
       slots_[i].index = static_cast<std::uint32_t>(i);
       slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
-      slots_[i].timer.set_callback(&PendingTable::on_deadline, &slots_[i]);
+      slots_[i].timer.set_callback(&PendingTableBase::on_deadline, &slots_[i]);
     }
   }
   // Cancels whatever is still pending; those callbacks run with Errc::cancelled.
-  ~PendingTable() { (void)cancel_all_matching([](const Slot&) { return true; }); }
-  PendingTable(const PendingTable&) = delete;
-  PendingTable& operator=(const PendingTable&) = delete;
+  ~PendingTableBase() { (void)cancel_all_matching([](const Slot&) { return true; }); }
+  PendingTableBase(const PendingTableBase&) = delete;
+  PendingTableBase& operator=(const PendingTableBase&) = delete;
 
   // Accepts a request that must end by `deadline` (Instant::never(): no deadline).
   // on_done runs exactly once, later, never from inside start().
@@ -75,7 +81,7 @@ class PendingTable {
   //         invalid_argument (empty on_done).
   Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
     if (!on_done) return Errc::invalid_argument;
-    if (free_ >= N) {
+    if (free_ >= capacity_) {
       ++stats_.rejected;
       return Errc::full;
     }
@@ -138,23 +144,35 @@ class PendingTable {
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }
-  bool full() const { return stats_.in_use == N; }
+  bool full() const { return stats_.in_use == capacity_; }
+  std::size_t capacity() const { return capacity_; }
 
- private:
+  // Calls f(id, owner) for every pending request (for owners that need to find theirs).
+  template <typename F>
+  void for_each_pending(F&& f) const {
+    for (std::size_t i = 0; i < capacity_; ++i) {
+      const Slot& s = slots_[i];
+      if (s.active) f(RequestId::make(s.index, s.generation), s.owner);
+    }
+  }
+
+  // Not API: the slot layout, public only so storage can be allocated for it.
   struct Slot {
     Timer timer;
     Callback on_done;
     Owner owner = nullptr;
-    PendingTable* table = nullptr;
+    PendingTableBase* table = nullptr;
     std::uint32_t index = 0;
     std::uint32_t generation = 1;
     std::uint32_t next_free = 0;
     bool active = false;
   };
 
+ private:
+
   Slot* lookup(RequestId id) const {
     std::uint32_t i = id.slot();
-    if (i >= N) return nullptr;
+    if (i >= capacity_) return nullptr;
     Slot& s = const_cast<Slot&>(slots_[i]);
     return (s.active && s.generation == id.generation()) ? &s : nullptr;
   }
@@ -163,7 +181,7 @@ class PendingTable {
     std::uint32_t i = id.slot();
     // Generations only grow, so an older generation of a real slot is a request that
     // existed and has ended.
-    if (i < N && id.generation() != 0 && id.generation() < slots_[i].generation) {
+    if (i < capacity_ && id.generation() != 0 && id.generation() < slots_[i].generation) {
       ++stats_.late;
       return Errc::late;
     }
@@ -188,7 +206,7 @@ class PendingTable {
 
   static void on_deadline(void* context) {
     Slot& s = *static_cast<Slot*>(context);
-    PendingTable& table = *s.table;
+    PendingTableBase& table = *s.table;
     ++table.stats_.timed_out;
     table.finish(s, Result<T>(Errc::timeout));
   }
@@ -196,7 +214,7 @@ class PendingTable {
   template <typename Pred>
   std::size_t cancel_all_matching(Pred pred) {
     std::size_t n = 0;
-    for (std::size_t i = 0; i < N; ++i) {
+    for (std::size_t i = 0; i < capacity_; ++i) {
       Slot& s = slots_[i];
       if (!s.active || !pred(s)) continue;
       ++stats_.cancelled;
@@ -207,9 +225,30 @@ class PendingTable {
   }
 
   TimerWheel& wheel_;
-  Slot slots_[N];
+  Slot* slots_;
+  std::size_t capacity_;
   std::uint32_t free_ = 0;
   PendingStats stats_;
 };
+
+template <typename T, std::size_t N, std::size_t CallbackBytes>
+struct PendingTableStorage {
+  typename PendingTableBase<T, CallbackBytes>::Slot storage_slots[N];
+};
+
+template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
+class PendingTable : private PendingTableStorage<T, N, CallbackBytes>,
+                     public PendingTableBase<T, CallbackBytes> {
+  static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
+
+ public:
+  static constexpr std::size_t kCapacity = N;
+  explicit PendingTable(TimerWheel& wheel)
+      : PendingTableBase<T, CallbackBytes>(wheel, this->storage_slots, N) {}
+};
+
+// Slots allocated by the caller, once: `new Slot[n]` at start-up, or a static array.
+template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*)>
+using PendingTableBuffer = PendingTableBase<T, CallbackBytes>;
 
 }  // namespace tern
