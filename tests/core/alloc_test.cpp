@@ -3,6 +3,7 @@
 #include <new>
 
 #include "alloc_counter.hpp"
+#include "tern/agents/runtime.hpp"
 #include "tern/core/pending_table.hpp"
 #include "tern/core/priority_ring.hpp"
 #include "tern/core/ring.hpp"
@@ -52,6 +53,43 @@ TEST(NoHeap, SteadyStateCoreAllocatesNothing) {
   EXPECT_GT(outcomes, 0);
   for (auto& t : timers) wheel.cancel(t);
   table.cancel_all();
+}
+
+TEST(NoHeap, SteadyStateMessagingAllocatesNothing) {
+  tern::ManualClock clock;
+  tern::ReactorConfig rc;
+  rc.manual_clock = &clock;
+  tern::Reactor reactor(rc);
+  tern::Runtime rt(reactor, tern::RuntimeConfig{});
+  struct Echo : tern::Agent {
+    int events = 0;
+    void on_message(tern::Context&, tern::Message&) override { ++events; }
+    void on_request(tern::Context&, tern::Message& m, tern::Reply r) override { (void)r.ok(std::move(m)); }
+  } a, b;
+  auto ia = rt.spawn(a, {.name = "a", .mailbox = 32});
+  auto ib = rt.spawn(b, {.name = "b", .mailbox = 32});
+  auto topic = rt.topic("t");
+  ASSERT_TRUE(ia.ok() && ib.ok() && topic.ok());
+  ASSERT_EQ(rt.subscribe(*ia, *topic), tern::Errc::ok);
+  ASSERT_EQ(rt.subscribe(*ib, *topic), tern::Errc::ok);
+  int replies = 0;
+  std::size_t before = tern_test::allocations();
+  for (int i = 0; i < 5000; ++i) {
+    tern::Message m;
+    m.value = i;
+    auto p = rt.payloads().copy_of("payload", 7);
+    if (p) m.payload = *p;
+    (void)rt.send(*ia, m);
+    (void)rt.publish(*topic, m);
+    (void)rt.request(*ib, std::move(m), {.timeout = tern::ms(5)}, [&replies](tern::Result<tern::Message>) { ++replies; });
+    if (i % 7 == 0) clock.advance(tern::ms(1));
+    reactor.run_until_idle();
+  }
+  std::size_t after = tern_test::allocations();
+  EXPECT_EQ(after - before, 0u);
+  EXPECT_EQ(replies, 5000);
+  EXPECT_GT(a.events, 0);
+  rt.shutdown();
 }
 
 }  // namespace

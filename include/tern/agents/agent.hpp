@@ -1,0 +1,173 @@
+// Agent: an active object driven by the Runtime. It never blocks and never owns a thread:
+// each handler runs on the reactor's turn, receives a Context to act through, and may
+// keep a Reply to answer later.
+//
+//   class Echo : public tern::Agent {
+//     void on_request(tern::Context& ctx, tern::Message& m, tern::Reply reply) override {
+//       reply.ok(std::move(m));            // exactly one answer, now or later
+//     }
+//   };
+//
+// See examples/agents_bus for agents on the bus with supervision.
+#pragma once
+
+#include <cstdint>
+
+#include "tern/agents/message.hpp"
+#include "tern/core/errc.hpp"
+#include "tern/core/inplace_function.hpp"
+#include "tern/core/time.hpp"
+
+namespace tern {
+
+class Runtime;
+class Context;
+
+// The one answer to one request. Move-only; answers at most once. Destroyed without an
+// answer, it answers Errc::no_reply at once, so a requester never waits on a handler
+// that forgot. A handler that must wait for something else keeps it and answers later.
+class Reply {
+ public:
+  Reply() = default;
+  Reply(Reply&& o) noexcept { take(o); }
+  Reply& operator=(Reply&& o) noexcept;
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+  ~Reply();
+
+  // Answers with `msg` (kind reply). Returns ok; late if the requester's request already
+  // ended (timeout, cancel): the answer is dropped and counted; closed if this Reply
+  // has already answered or is empty.
+  Errc ok(Message msg = Message{});
+  // Answers with error `e` (not ok). Same returns as ok(); invalid_argument for Errc::ok.
+  Errc fail(Errc e);
+
+  // True while an answer is still owed.
+  bool pending() const { return runtime_ != nullptr; }
+  RequestId id() const { return id_; }
+  AgentId requester() const { return requester_; }
+
+ private:
+  friend class Runtime;
+  friend class Context;
+  Reply(Runtime* rt, RequestId id, AgentId requester, AgentId responder)
+      : runtime_(rt), id_(id), requester_(requester), responder_(responder) {}
+  void take(Reply& o);
+  Errc answer(Message msg);
+
+  Runtime* runtime_ = nullptr;
+  RequestId id_;
+  AgentId requester_ = kNoAgent;
+  AgentId responder_ = kNoAgent;
+};
+
+class Agent {
+ public:
+  virtual ~Agent() = default;
+  // Runs when the agent starts and after each restart.
+  virtual void on_start(Context&) {}
+  // An event (send or publish) from the mailbox.
+  virtual void on_message(Context&, Message&) {}
+  // A request: answer through `reply` now, or keep it and answer later. The default
+  // answers Errc::unsupported.
+  virtual void on_request(Context&, Message&, Reply reply) { reply.fail(Errc::unsupported); }
+  // Runs when the agent stops for any reason (Context::stop_reason()), after its
+  // requests, timers and mailbox were cancelled.
+  virtual void on_stop(Context&) {}
+  // Before a restart: put the object back into its initial state.
+  virtual void reset() {}
+};
+
+enum class Restart : std::uint8_t {
+  never,       // stays stopped
+  on_failure,  // restarted after fail(), within the restart intensity
+  always,      // also restarted after stop_self()
+};
+
+using GroupId = std::uint8_t;
+inline constexpr GroupId kRootGroup = 0;
+
+struct AgentOptions {
+  const char* name = "agent";
+  std::uint16_t mailbox = 16;          // messages waiting, across all priorities
+  Restart restart = Restart::on_failure;
+  std::uint8_t max_restarts = 3;       // at most this many restarts ...
+  Duration restart_window = seconds(5);  // ... within this window, else escalate
+  GroupId group = kRootGroup;          // who stops together on escalation
+};
+
+struct RequestOptions {
+  Duration timeout = seconds(10);
+  std::uint8_t priority = 0;
+};
+
+struct AgentCounters {
+  std::uint64_t messages_in = 0;     // events and requests handled
+  std::uint64_t messages_out = 0;    // sends, publishes and requests made
+  std::uint64_t requests_ok = 0;     // our requests answered with a value
+  std::uint64_t requests_failed = 0; // ... answered with an error (not timeout)
+  std::uint64_t requests_timed_out = 0;
+  std::uint64_t late_replies = 0;    // answers we gave after the requester gave up
+  std::uint64_t mailbox_rejected = 0;  // messages refused because our mailbox was full
+  std::uint64_t restarts = 0;
+  std::size_t mailbox_high_water = 0;
+};
+
+using ReplyCallback = InplaceFunction<void(Result<Message>), 4 * sizeof(void*)>;
+using AgentTimerCallback = InplaceFunction<void(Errc), 4 * sizeof(void*)>;
+
+struct AgentTimerId {
+  std::uint32_t index = 0xFFFFFFFFu;
+  std::uint32_t generation = 0;
+};
+
+struct PublishResult {
+  std::uint16_t delivered = 0;  // mailboxes that took the message
+  std::uint16_t dropped = 0;    // subscribers whose mailbox was full (each counted)
+};
+
+// What a handler acts through. Valid only during the call it was passed to.
+class Context {
+ public:
+  AgentId self() const { return self_; }
+  Runtime& runtime() { return runtime_; }
+  Instant now() const;
+
+  // Queues `msg` (an event) in `to`'s mailbox. Errors: full (its mailbox), closed
+  // (not running), not_found, shutdown.
+  Errc send(AgentId to, Message msg);
+  // Delivers `msg` to every subscriber of `topic` on a later turn.
+  PublishResult publish(TopicId topic, Message msg);
+  // Asks `to`; on_reply runs exactly once (reply, error, timeout or cancelled) if this
+  // returns ok, never otherwise. Errors: full (pending table or its mailbox),
+  // closed, not_found, shutdown, invalid_argument.
+  Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply);
+  // Runs cb(Errc::ok) after `delay`, or cb(Errc::cancelled) if the agent stops first.
+  Result<AgentTimerId> after(Duration delay, AgentTimerCallback cb);
+  // Cancels a pending timer without running it; false if it is not pending.
+  bool cancel(AgentTimerId id);
+  // Selective receive: removes the first queued message matching pred (highest
+  // priority first). Errors: not_found.
+  template <typename Pred>
+  Result<Message> take_first(Pred&& pred);
+  // The Reply for a request taken with take_first() (an empty Reply for other kinds).
+  Reply reply_to(const Message& request);
+
+  // Stops this agent after the current handler returns (restarted only if
+  // Restart::always).
+  void stop_self();
+  // Reports failure: the agent stops after the current handler and its supervisor
+  // restarts it or escalates.
+  void fail(Errc reason);
+  // Why the agent is stopping (inside on_stop); ok otherwise.
+  Errc stop_reason() const;
+  AgentCounters& counters();
+
+ private:
+  friend class Runtime;
+  Context(Runtime& rt, AgentId self) : runtime_(rt), self_(self) {}
+  Runtime& runtime_;
+  AgentId self_;
+};
+
+}  // namespace tern

@@ -1,0 +1,41 @@
+// Message: what agents send, publish, request and reply with. Small scalars travel inline
+// (`type`, `value`); bytes travel in a shared, reference-counted Payload.
+//
+//   tern::Message m;
+//   m.type = kTemperature;   // your own discriminator
+//   m.value = 215;           // 21.5 C, in tenths
+//   m.priority = 2;          // 0..3, 3 most urgent
+//   ctx.publish(temperature_topic, m);
+#pragma once
+
+#include <cstdint>
+
+#include "tern/agents/payload.hpp"
+#include "tern/core/errc.hpp"
+#include "tern/core/pending_table.hpp"
+
+namespace tern {
+
+using AgentId = std::uint16_t;
+inline constexpr AgentId kNoAgent = 0xFFFF;  // the sender of messages from outside agents
+using TopicId = std::uint16_t;
+inline constexpr TopicId kNoTopic = 0xFFFF;
+
+enum class MessageKind : std::uint8_t { event, request, reply, error };
+
+inline constexpr unsigned kPriorityLevels = 4;  // Message::priority is 0..3
+
+struct Message {
+  std::uint32_t type = 0;     // application-defined discriminator
+  std::int64_t value = 0;     // a small inline argument
+  Payload payload;            // shared bytes, if any
+  TopicId topic = kNoTopic;   // set by publish()
+  AgentId sender = kNoAgent;  // set by the runtime
+  AgentId receiver = kNoAgent;
+  RequestId correlation;      // set for requests and their replies
+  MessageKind kind = MessageKind::event;
+  std::uint8_t priority = 0;  // 0..3; higher is delivered first
+  Errc status = Errc::ok;     // for kind == error
+};
+
+}  // namespace tern

@@ -1,0 +1,142 @@
+// Payload: a reference-counted byte buffer from a PayloadPool. Copying a Payload shares
+// the buffer (publishing one message to 64 subscribers copies no bytes); the block goes
+// back to its pool when the last copy is destroyed. The pool has a few block sizes, each
+// with a fixed count, allocated once; an exhausted pool returns Errc::full (counted).
+//
+//   tern::PayloadPool pool(tern::PayloadConfig{});           // 64 B x 32, 256 B x 8, ...
+//   tern::Result<tern::Payload> p = pool.copy_of("hello", 5);
+//   if (p) msg.payload = *p;
+//
+// Payloads belong to the reactor's thread: an interrupt handler passes values, not
+// Payloads, through its Inbox. See examples/agents_bus.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "tern/core/errc.hpp"
+
+namespace tern {
+
+class PayloadPool;
+
+namespace detail {
+// Not API: the header in front of every payload block.
+struct alignas(alignof(std::max_align_t)) PayloadBlock {  // keeps the bytes after it aligned
+  PayloadPool* pool;
+  PayloadBlock* next_free;
+  std::uint32_t size;      // bytes in use
+  std::uint32_t refs;
+  std::uint8_t size_class;
+};
+}  // namespace detail
+
+class Payload {
+ public:
+  Payload() = default;
+  Payload(const Payload& o) : block_(o.block_) {
+    if (block_) ++block_->refs;
+  }
+  Payload(Payload&& o) noexcept : block_(o.block_) { o.block_ = nullptr; }
+  Payload& operator=(const Payload& o) {
+    if (this != &o) {
+      Payload copy(o);
+      swap(copy);
+    }
+    return *this;
+  }
+  Payload& operator=(Payload&& o) noexcept {
+    if (this != &o) {
+      reset();
+      block_ = o.block_;
+      o.block_ = nullptr;
+    }
+    return *this;
+  }
+  ~Payload() { reset(); }
+
+  bool empty() const { return block_ == nullptr || block_->size == 0; }
+  std::size_t size() const { return block_ ? block_->size : 0; }
+  // Capacity of the block (>= size()).
+  std::size_t capacity() const;
+  std::uint8_t* data() { return block_ ? reinterpret_cast<std::uint8_t*>(block_ + 1) : nullptr; }
+  const std::uint8_t* data() const {
+    return block_ ? reinterpret_cast<const std::uint8_t*>(block_ + 1) : nullptr;
+  }
+  std::string_view view() const {
+    return block_ ? std::string_view(reinterpret_cast<const char*>(block_ + 1), block_->size)
+                  : std::string_view();
+  }
+  // Shrinks or grows the used size within capacity(). Errors: too_large.
+  Errc resize(std::size_t n);
+  // How many Payloads share this buffer (0 for an empty Payload).
+  std::uint32_t refs() const { return block_ ? block_->refs : 0; }
+  void reset();
+  void swap(Payload& o) noexcept {
+    detail::PayloadBlock* t = block_;
+    block_ = o.block_;
+    o.block_ = t;
+  }
+
+ private:
+  friend class PayloadPool;
+  explicit Payload(detail::PayloadBlock* b) : block_(b) {}
+  detail::PayloadBlock* block_ = nullptr;
+};
+
+struct PayloadClass {
+  std::uint32_t block_size = 0;  // usable bytes per block
+  std::uint32_t count = 0;       // blocks of this size
+};
+
+struct PayloadConfig {
+  static constexpr int kMaxClasses = 4;
+  PayloadClass classes[kMaxClasses] = {{64, 32}, {256, 8}, {1024, 2}, {0, 0}};
+};
+
+struct PayloadStats {
+  std::size_t in_use = 0;
+  std::size_t high_water = 0;
+  std::uint64_t allocated = 0;
+  std::uint64_t rejected = 0;   // full: no block of a fitting size was free
+  std::uint64_t too_large = 0;  // bigger than the largest class
+};
+
+class PayloadPool {
+ public:
+  // Allocates every block once. Classes must be given smallest first.
+  explicit PayloadPool(const PayloadConfig& config = PayloadConfig{});
+  // Destroying the pool while Payloads are alive is a contract violation (panic).
+  ~PayloadPool();
+  PayloadPool(const PayloadPool&) = delete;
+  PayloadPool& operator=(const PayloadPool&) = delete;
+
+  // A payload of `size` uninitialised bytes from the smallest class that has a free
+  // block. Errors: full (counted), too_large (over the largest class; counted).
+  Result<Payload> make(std::size_t size);
+  // make() + copy of `size` bytes from `data`.
+  Result<Payload> copy_of(const void* data, std::size_t size);
+  Result<Payload> copy_of(std::string_view s) { return copy_of(s.data(), s.size()); }
+
+  const PayloadStats& stats() const { return stats_; }
+  std::size_t largest_block() const;
+  std::size_t free_in_class(int size_class) const;
+
+ private:
+  friend class Payload;
+  void release(detail::PayloadBlock* b);
+
+  struct Class {
+    std::uint32_t block_size = 0;
+    std::uint32_t count = 0;
+    std::size_t free_count = 0;
+    detail::PayloadBlock* free = nullptr;
+  };
+  Class classes_[PayloadConfig::kMaxClasses];
+  int class_count_ = 0;
+  unsigned char* memory_ = nullptr;
+  PayloadStats stats_;
+};
+
+}  // namespace tern

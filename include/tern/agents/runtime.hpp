@@ -1,0 +1,274 @@
+// Runtime: a fixed table of agents on one Reactor — mailboxes with priorities, an event
+// bus with wildcard subscribers, request/reply over a PendingTable with deadlines on the
+// reactor's wheel, one-for-one supervision with restart intensity and escalation, and a
+// shutdown that leaves every table empty.
+//
+//   tern::Reactor reactor;
+//   tern::Runtime rt(reactor, tern::RuntimeConfig{});
+//   Sensor sensor; Logger logger;
+//   auto s = rt.spawn(sensor, {.name = "sensor", .mailbox = 8});
+//   auto l = rt.spawn(logger, {.name = "logger"});
+//   (void)rt.subscribe(*l, "sensor/*");
+//   reactor.run();
+//   rt.shutdown(tern::seconds(1));
+//
+// Every capacity comes from RuntimeConfig, allocated once in the constructor.
+// See examples/agents_bus.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "tern/agents/agent.hpp"
+#include "tern/agents/message.hpp"
+#include "tern/agents/payload.hpp"
+#include "tern/core/pending_table.hpp"
+#include "tern/core/ring.hpp"
+#include "tern/core/timer_wheel.hpp"
+#include "tern/reactor/reactor.hpp"
+
+namespace tern {
+
+struct RuntimeConfig {
+  std::size_t max_agents = 16;      // at most 64
+  std::size_t max_messages = 256;   // queued messages across all mailboxes (the sum of
+                                    // mailbox capacities must fit)
+  std::size_t max_pending = 64;     // requests in flight
+  std::size_t max_timers = 64;      // Context::after() timers
+  std::size_t max_topics = 32;
+  std::size_t max_wildcards = 8;    // "prefix*" subscriptions
+  std::size_t dispatch_budget = 8;  // messages per agent per turn (fairness)
+  PayloadConfig payloads;
+};
+
+struct RuntimeStats {
+  std::uint64_t sent = 0;
+  std::uint64_t published = 0;
+  std::uint64_t delivered = 0;          // handler calls (events + requests)
+  std::uint64_t dropped = 0;            // refused: mailbox full (every one counted)
+  std::uint64_t replies_late = 0;       // answers after the request ended
+  std::uint64_t restarts = 0;
+  std::uint64_t escalations = 0;
+  std::uint64_t flushed = 0;            // queued events discarded when an agent stopped
+};
+
+enum class AgentState : std::uint8_t { unused, running, stopped };
+
+class Runtime {
+ public:
+  using EscalationHandler = InplaceFunction<void(GroupId, AgentId, Errc), 2 * sizeof(void*)>;
+  static constexpr std::size_t kMaxAgents = 64;
+  static constexpr std::size_t kTopicNameMax = 31;
+
+  Runtime(Reactor& reactor, const RuntimeConfig& config = RuntimeConfig{});
+  // Shuts down (no grace) if shutdown() was not called.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // Adds `agent` and runs its on_start now. The object must outlive the runtime.
+  // Errors: full (no agent slot, or not enough message nodes for the mailbox),
+  // invalid_argument (mailbox 0), shutdown.
+  Result<AgentId> spawn(Agent& agent, const AgentOptions& options = AgentOptions{});
+
+  // The same as Context's, for code outside agents (sender kNoAgent).
+  Errc send(AgentId to, Message msg) { return send_from(kNoAgent, to, std::move(msg)); }
+  PublishResult publish(TopicId topic, Message msg) {
+    return publish_from(kNoAgent, topic, std::move(msg));
+  }
+  Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply) {
+    return request_from(kNoAgent, to, std::move(msg), options, std::move(on_reply));
+  }
+
+  // Interns a topic name (<= 31 chars). Same name, same id.
+  // Errors: full (max_topics), too_large (long name), invalid_argument (empty).
+  Result<TopicId> topic(const char* name);
+  // Subscribes `agent` to one topic. Errors: not_found.
+  Errc subscribe(AgentId agent, TopicId topic);
+  // Subscribes to every topic whose name matches `pattern`: an exact name, "prefix*",
+  // or "*"; topics created later are matched too. Errors: full, too_large, not_found.
+  Errc subscribe(AgentId agent, const char* pattern);
+  Errc unsubscribe(AgentId agent, TopicId topic);
+
+  // Stops `agent` (no restart). Its requests, timers and queued messages are cancelled
+  // and its on_stop runs before this returns — or, from inside its own handler, right
+  // after that handler returns. Errors: not_found, closed (already stopped).
+  Errc stop(AgentId agent, Errc reason = Errc::ok);
+
+  // Refuses new work, lets queued work run for up to `grace` (only when called
+  // outside the reactor's callbacks), then stops every agent in reverse start order.
+  // Afterwards every table reports zero in use.
+  void shutdown(Duration grace = Duration::zero());
+  bool shut_down() const { return shut_down_; }
+
+  // Called when an agent exceeds its restart intensity: its group has been stopped.
+  // The default handler stops the reactor when the root group escalates.
+  void set_escalation_handler(EscalationHandler h) { on_escalate_ = std::move(h); }
+  // Why a group stopped (ok while it runs).
+  Errc group_stop_reason(GroupId g) const;
+
+  AgentState state(AgentId a) const;
+  const char* name(AgentId a) const;
+  const AgentCounters* counters(AgentId a) const;
+  std::size_t mailbox_size(AgentId a) const;
+  const RuntimeStats& stats() const { return stats_; }
+  const PendingStats& pending_stats() const { return pending_.stats(); }
+  std::size_t pending_in_use() const { return pending_.in_use(); }
+  std::size_t timers_in_use() const { return timers_in_use_; }
+  std::size_t messages_in_use() const { return nodes_in_use_; }
+  PayloadPool& payloads() { return payloads_; }
+  Reactor& reactor() { return reactor_; }
+  std::size_t agent_count() const { return agent_count_; }
+
+ private:
+  friend class Context;
+  friend class Reply;
+  using NodeIndex = std::uint16_t;
+  static constexpr NodeIndex kNil = 0xFFFF;
+
+  struct Node {
+    Message msg;
+    NodeIndex next = kNil;
+  };
+  struct Mailbox {
+    NodeIndex head[kPriorityLevels];
+    NodeIndex tail[kPriorityLevels];
+    std::uint16_t count = 0;
+    std::uint16_t capacity = 0;
+  };
+  struct AgentSlot {
+    Agent* agent = nullptr;
+    AgentOptions options;
+    AgentState state = AgentState::unused;
+    Mailbox mailbox;
+    AgentCounters counters;
+    Instant restart_times[8];   // ring of recent restarts, for the intensity check
+    std::uint8_t restart_head = 0;
+    bool in_handler = false;
+    bool stop_pending = false;  // stop requested inside a handler
+    bool stop_is_failure = false;
+    bool restart_pending = false;
+    Errc stop_reason = Errc::ok;
+    std::uint16_t start_order = 0;
+  };
+  struct TimerEntry {
+    Timer timer;
+    AgentTimerCallback cb;
+    Runtime* runtime = nullptr;
+    AgentId owner = kNoAgent;
+    std::uint32_t generation = 1;
+    std::uint32_t next_free = 0;
+    bool active = false;
+  };
+  struct Topic {
+    char name[kTopicNameMax + 1] = {};
+    std::uint64_t subscribers = 0;  // one bit per agent
+  };
+  struct Wildcard {
+    char prefix[kTopicNameMax + 1] = {};
+    AgentId agent = kNoAgent;
+    bool used = false;
+  };
+  struct QueuedReply {
+    RequestId id;
+    Message msg;
+  };
+  struct RequestMeta {
+    AgentId target = kNoAgent;
+    AgentId requester = kNoAgent;
+  };
+
+  Errc send_from(AgentId from, AgentId to, Message msg);
+  PublishResult publish_from(AgentId from, TopicId topic, Message msg);
+  Result<RequestId> request_from(AgentId from, AgentId to, Message msg, RequestOptions options,
+                                 ReplyCallback on_reply);
+  Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
+  bool cancel_timer(AgentTimerId id);
+  static void on_agent_timer(void* context);
+  void answer(Reply& reply, Message msg);
+  void on_reply_outcome(RequestId id, Result<Message>& r);
+
+  AgentSlot* slot(AgentId a);
+  const AgentSlot* slot(AgentId a) const;
+  Errc enqueue(AgentSlot& s, Message&& msg);
+  bool dequeue(AgentSlot& s, Message* out);
+  void schedule();
+  static void on_dispatch(void* context);
+  void dispatch();
+  void deliver(AgentId id, AgentSlot& s, Message& msg);
+  void after_handler(AgentId id, AgentSlot& s);
+  void terminate(AgentId id, Errc reason, bool failure);
+  void supervise(AgentId id, Errc reason, bool failure);
+  void escalate(GroupId group, AgentId culprit, Errc reason);
+  void flush_mailbox(AgentId id, AgentSlot& s, Errc reason);
+  void restart(AgentId id, AgentSlot& s);
+  bool quiescent() const;
+
+  template <typename Pred>
+  Result<Message> take_first(AgentId a, Pred&& pred);
+
+  Reactor& reactor_;
+  RuntimeConfig config_;
+  PayloadPool payloads_;
+  std::unique_ptr<AgentSlot[]> agents_;
+  std::size_t agent_count_ = 0;
+  std::unique_ptr<Node[]> nodes_;
+  NodeIndex free_node_ = kNil;
+  std::size_t nodes_in_use_ = 0;
+  std::size_t nodes_reserved_ = 0;
+  // Room for the requester's callback plus the runtime's bookkeeping around it.
+  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 4 * sizeof(void*)>;
+  std::unique_ptr<Pending::Slot[]> pending_slots_;  // outlives pending_
+  Pending pending_;
+  std::unique_ptr<RequestMeta[]> request_meta_;
+  void* reply_storage_ = nullptr;
+  RingBuffer<QueuedReply>* replies_ = nullptr;
+  std::unique_ptr<TimerEntry[]> timers_;
+  std::uint32_t free_timer_ = 0;
+  std::size_t timers_in_use_ = 0;
+  std::unique_ptr<Topic[]> topics_;
+  std::size_t topic_count_ = 0;
+  std::unique_ptr<Wildcard[]> wildcards_;
+  Timer dispatch_timer_;
+  std::size_t rr_cursor_ = 0;
+  bool shutting_down_ = false;
+  bool shut_down_ = false;
+  Errc group_reason_[256] = {};
+  EscalationHandler on_escalate_;
+  RuntimeStats stats_;
+};
+
+template <typename Pred>
+Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {
+  AgentSlot* s = slot(a);
+  if (!s) return Errc::not_found;
+  Mailbox& mb = s->mailbox;
+  for (unsigned level = kPriorityLevels; level-- > 0;) {
+    NodeIndex prev = kNil;
+    for (NodeIndex i = mb.head[level]; i != kNil; prev = i, i = nodes_[i].next) {
+      if (!pred(static_cast<const Message&>(nodes_[i].msg))) continue;
+      if (prev == kNil) {
+        mb.head[level] = nodes_[i].next;
+      } else {
+        nodes_[prev].next = nodes_[i].next;
+      }
+      if (mb.tail[level] == i) mb.tail[level] = prev;
+      Result<Message> out(static_cast<Message&&>(nodes_[i].msg));
+      nodes_[i].msg = Message{};
+      nodes_[i].next = free_node_;
+      free_node_ = i;
+      --nodes_in_use_;
+      --mb.count;
+      return out;
+    }
+  }
+  return Errc::not_found;
+}
+
+template <typename Pred>
+Result<Message> Context::take_first(Pred&& pred) {
+  return runtime_.take_first(self_, static_cast<Pred&&>(pred));
+}
+
+}  // namespace tern

@@ -1,0 +1,107 @@
+#include "tern/agents/payload.hpp"
+
+#include <cstring>
+#include <new>
+
+namespace tern {
+
+namespace {
+constexpr std::size_t kAlign = alignof(std::max_align_t);
+constexpr std::size_t round_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+static_assert(sizeof(detail::PayloadBlock) % kAlign == 0, "payload bytes must stay aligned");
+}  // namespace
+
+std::size_t Payload::capacity() const {
+  return block_ ? block_->pool->classes_[block_->size_class].block_size : 0;
+}
+
+Errc Payload::resize(std::size_t n) {
+  if (!block_) return n == 0 ? Errc::ok : Errc::too_large;
+  if (n > capacity()) return Errc::too_large;
+  block_->size = static_cast<std::uint32_t>(n);
+  return Errc::ok;
+}
+
+void Payload::reset() {
+  if (block_ && --block_->refs == 0) block_->pool->release(block_);
+  block_ = nullptr;
+}
+
+PayloadPool::PayloadPool(const PayloadConfig& config) {
+  std::size_t total = 0;
+  for (const PayloadClass& c : config.classes) {
+    if (c.block_size == 0 || c.count == 0) continue;
+    if (class_count_ > 0 && c.block_size <= classes_[class_count_ - 1].block_size) {
+      panic("PayloadConfig: classes must grow in size");
+    }
+    Class& k = classes_[class_count_++];
+    k.block_size = c.block_size;
+    k.count = c.count;
+    total += (sizeof(detail::PayloadBlock) + round_up(c.block_size)) * c.count;
+  }
+  if (total == 0) return;
+  memory_ = static_cast<unsigned char*>(::operator new(total, std::align_val_t(kAlign), std::nothrow));
+  if (!memory_) panic("PayloadPool: out of memory at start-up");
+  unsigned char* p = memory_;
+  for (int i = 0; i < class_count_; ++i) {
+    Class& k = classes_[i];
+    // The data starts right after the header; header size keeps blocks aligned.
+    std::size_t stride = sizeof(detail::PayloadBlock) + round_up(k.block_size);
+    for (std::uint32_t j = 0; j < k.count; ++j, p += stride) {
+      auto* b = new (p) detail::PayloadBlock{this, k.free, 0, 0, static_cast<std::uint8_t>(i)};
+      k.free = b;
+    }
+    k.free_count = k.count;
+  }
+}
+
+PayloadPool::~PayloadPool() {
+  if (stats_.in_use != 0) panic("PayloadPool destroyed while Payloads are alive");
+  if (memory_) ::operator delete(memory_, std::align_val_t(kAlign));
+}
+
+std::size_t PayloadPool::largest_block() const {
+  return class_count_ ? classes_[class_count_ - 1].block_size : 0;
+}
+
+std::size_t PayloadPool::free_in_class(int size_class) const {
+  return size_class >= 0 && size_class < class_count_ ? classes_[size_class].free_count : 0;
+}
+
+Result<Payload> PayloadPool::make(std::size_t size) {
+  if (size > largest_block()) {
+    ++stats_.too_large;
+    return Errc::too_large;
+  }
+  for (int i = 0; i < class_count_; ++i) {
+    Class& k = classes_[i];
+    if (k.block_size < size || !k.free) continue;
+    detail::PayloadBlock* b = k.free;
+    k.free = b->next_free;
+    --k.free_count;
+    b->next_free = nullptr;
+    b->refs = 1;
+    b->size = static_cast<std::uint32_t>(size);
+    ++stats_.allocated;
+    if (++stats_.in_use > stats_.high_water) stats_.high_water = stats_.in_use;
+    return Payload(b);
+  }
+  ++stats_.rejected;
+  return Errc::full;
+}
+
+Result<Payload> PayloadPool::copy_of(const void* data, std::size_t size) {
+  Result<Payload> p = make(size);
+  if (p && size) std::memcpy(p->data(), data, size);
+  return p;
+}
+
+void PayloadPool::release(detail::PayloadBlock* b) {
+  Class& k = classes_[b->size_class];
+  b->next_free = k.free;
+  k.free = b;
+  ++k.free_count;
+  --stats_.in_use;
+}
+
+}  // namespace tern

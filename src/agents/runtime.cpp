@@ -1,0 +1,682 @@
+// The agent runtime. Everything runs on the reactor's thread: mailboxes are lists of
+// nodes from one shared pool (each agent capped at its own capacity, reserved at spawn),
+// dispatch happens on a wheel timer armed "overdue" so it runs on the next turn, and
+// replies are queued and completed on the requester's next dispatch, never inside the
+// responder's handler.
+#include "tern/agents/runtime.hpp"
+
+#include <cstring>
+#include <new>
+
+namespace tern {
+
+namespace {
+template <typename T>
+std::unique_ptr<T[]> allocate_array(std::size_t n) {
+  T* p = new (std::nothrow) T[n ? n : 1];
+  if (!p) panic("Runtime: out of memory at start-up (reduce RuntimeConfig capacities)");
+  return std::unique_ptr<T[]>(p);
+}
+
+bool matches(const char* prefix, const char* name) {
+  return std::strncmp(prefix, name, std::strlen(prefix)) == 0;
+}
+}  // namespace
+
+// ---- Reply ----
+
+Reply& Reply::operator=(Reply&& o) noexcept {
+  if (this != &o) {
+    if (pending()) (void)fail(Errc::no_reply);
+    take(o);
+  }
+  return *this;
+}
+
+Reply::~Reply() {
+  if (pending()) (void)fail(Errc::no_reply);
+}
+
+void Reply::take(Reply& o) {
+  runtime_ = o.runtime_;
+  id_ = o.id_;
+  requester_ = o.requester_;
+  responder_ = o.responder_;
+  o.runtime_ = nullptr;
+}
+
+Errc Reply::ok(Message msg) {
+  msg.kind = MessageKind::reply;
+  msg.status = Errc::ok;
+  return answer(std::move(msg));
+}
+
+Errc Reply::fail(Errc e) {
+  if (e == Errc::ok) return Errc::invalid_argument;
+  Message msg;
+  msg.kind = MessageKind::error;
+  msg.status = e;
+  return answer(std::move(msg));
+}
+
+Errc Reply::answer(Message msg) {
+  if (!runtime_) return Errc::closed;
+  Runtime* rt = runtime_;
+  runtime_ = nullptr;  // answered, whatever happens next
+  msg.sender = responder_;
+  msg.receiver = requester_;
+  msg.correlation = id_;
+  if (!rt->pending_.pending(id_)) {
+    // The requester already has its outcome (timeout, cancel, its stop).
+    ++rt->stats_.replies_late;
+    if (auto* s = rt->slot(responder_)) ++s->counters.late_replies;
+    return Errc::late;
+  }
+  rt->answer(*this, std::move(msg));
+  return Errc::ok;
+}
+
+void Runtime::answer(Reply& reply, Message msg) {
+  if (replies_->push(QueuedReply{reply.id_, std::move(msg)}) == Errc::ok) {
+    schedule();
+    return;
+  }
+  // The queue is sized for every request in flight twice over; if it is full anyway,
+  // complete at once rather than lose the answer.
+  QueuedReply direct{reply.id_, std::move(msg)};
+  Message m = std::move(direct.msg);
+  if (m.kind == MessageKind::reply) {
+    (void)pending_.complete(direct.id, std::move(m));
+  } else {
+    (void)pending_.fail(direct.id, m.status);
+  }
+}
+
+// ---- Context ----
+
+Instant Context::now() const { return runtime_.reactor_.now(); }
+Errc Context::send(AgentId to, Message msg) { return runtime_.send_from(self_, to, std::move(msg)); }
+PublishResult Context::publish(TopicId topic, Message msg) {
+  return runtime_.publish_from(self_, topic, std::move(msg));
+}
+Result<RequestId> Context::request(AgentId to, Message msg, RequestOptions options,
+                                   ReplyCallback on_reply) {
+  return runtime_.request_from(self_, to, std::move(msg), options, std::move(on_reply));
+}
+Result<AgentTimerId> Context::after(Duration delay, AgentTimerCallback cb) {
+  return runtime_.after(self_, delay, std::move(cb));
+}
+bool Context::cancel(AgentTimerId id) { return runtime_.cancel_timer(id); }
+Reply Context::reply_to(const Message& request) {
+  if (request.kind != MessageKind::request) return Reply();
+  return Reply(&runtime_, request.correlation, request.sender, self_);
+}
+void Context::stop_self() { (void)runtime_.stop(self_, Errc::ok); }
+void Context::fail(Errc reason) {
+  Runtime::AgentSlot* s = runtime_.slot(self_);
+  if (!s || s->state != AgentState::running) return;
+  if (s->in_handler) {
+    s->stop_pending = true;
+    s->stop_is_failure = true;
+    s->stop_reason = reason == Errc::ok ? Errc::failed : reason;
+  } else {
+    runtime_.supervise(self_, reason == Errc::ok ? Errc::failed : reason, true);
+  }
+}
+Errc Context::stop_reason() const {
+  const Runtime::AgentSlot* s = runtime_.slot(self_);
+  return s ? s->stop_reason : Errc::not_found;
+}
+AgentCounters& Context::counters() { return runtime_.slot(self_)->counters; }
+
+// ---- construction ----
+
+Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
+    : reactor_(reactor),
+      config_(config),
+      payloads_(config.payloads),
+      agents_(allocate_array<AgentSlot>(config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents)),
+      nodes_(allocate_array<Node>(config.max_messages)),
+      pending_slots_(allocate_array<Pending::Slot>(config.max_pending)),
+      pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1) {
+  if (config_.max_agents > kMaxAgents) config_.max_agents = kMaxAgents;
+  if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
+  if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;
+  for (std::size_t i = 0; i < config_.max_messages; ++i) {
+    nodes_[i].next = static_cast<NodeIndex>(i + 1 < config_.max_messages ? i + 1 : kNil);
+  }
+  free_node_ = config_.max_messages ? 0 : kNil;
+  request_meta_ = allocate_array<RequestMeta>(pending_.capacity());
+  std::size_t reply_capacity = 2 * pending_.capacity();
+  reply_storage_ = ::operator new(sizeof(QueuedReply) * reply_capacity,
+                                  std::align_val_t(alignof(QueuedReply)), std::nothrow);
+  if (!reply_storage_) panic("Runtime: out of memory at start-up");
+  replies_ = new (std::nothrow) RingBuffer<QueuedReply>(reply_storage_, reply_capacity);
+  if (!replies_) panic("Runtime: out of memory at start-up");
+  timers_ = allocate_array<TimerEntry>(config_.max_timers);
+  for (std::size_t i = 0; i < config_.max_timers; ++i) {
+    timers_[i].runtime = this;
+    timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
+    timers_[i].timer.set_callback(&Runtime::on_agent_timer, &timers_[i]);
+  }
+  topics_ = allocate_array<Topic>(config_.max_topics);
+  wildcards_ = allocate_array<Wildcard>(config_.max_wildcards);
+  dispatch_timer_.set_callback(&Runtime::on_dispatch, this);
+  on_escalate_ = [this](GroupId g, AgentId, Errc) {
+    if (g == kRootGroup) reactor_.stop();
+  };
+}
+
+Runtime::~Runtime() {
+  if (!shut_down_) shutdown(Duration::zero());
+  reactor_.wheel().cancel(dispatch_timer_);
+  replies_->clear();
+  delete replies_;
+  ::operator delete(reply_storage_, std::align_val_t(alignof(QueuedReply)));
+  for (std::size_t i = 0; i < config_.max_timers; ++i) reactor_.wheel().cancel(timers_[i].timer);
+}
+
+// ---- agents ----
+
+Runtime::AgentSlot* Runtime::slot(AgentId a) {
+  return a < agent_count_ ? &agents_[a] : nullptr;
+}
+const Runtime::AgentSlot* Runtime::slot(AgentId a) const {
+  return a < agent_count_ ? &agents_[a] : nullptr;
+}
+
+Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
+  if (shutting_down_) return Errc::shutdown;
+  if (options.mailbox == 0) return Errc::invalid_argument;
+  if (agent_count_ >= config_.max_agents) return Errc::full;
+  if (nodes_reserved_ + options.mailbox > config_.max_messages) return Errc::full;
+  auto id = static_cast<AgentId>(agent_count_++);
+  AgentSlot& s = agents_[id];
+  s.agent = &agent;
+  s.options = options;
+  s.state = AgentState::running;
+  for (unsigned l = 0; l < kPriorityLevels; ++l) s.mailbox.head[l] = s.mailbox.tail[l] = kNil;
+  s.mailbox.capacity = options.mailbox;
+  s.start_order = id;
+  nodes_reserved_ += options.mailbox;
+  for (std::size_t w = 0; w < config_.max_wildcards; ++w) (void)w;
+  Context ctx(*this, id);
+  s.in_handler = true;
+  agent.on_start(ctx);
+  s.in_handler = false;
+  after_handler(id, s);
+  return id;
+}
+
+AgentState Runtime::state(AgentId a) const {
+  const AgentSlot* s = slot(a);
+  return s ? s->state : AgentState::unused;
+}
+const char* Runtime::name(AgentId a) const {
+  const AgentSlot* s = slot(a);
+  return s ? s->options.name : "?";
+}
+const AgentCounters* Runtime::counters(AgentId a) const {
+  const AgentSlot* s = slot(a);
+  return s ? &s->counters : nullptr;
+}
+std::size_t Runtime::mailbox_size(AgentId a) const {
+  const AgentSlot* s = slot(a);
+  return s ? s->mailbox.count : 0;
+}
+Errc Runtime::group_stop_reason(GroupId g) const { return group_reason_[g]; }
+
+// ---- mailboxes ----
+
+Errc Runtime::enqueue(AgentSlot& s, Message&& msg) {
+  Mailbox& mb = s.mailbox;
+  if (mb.count >= mb.capacity || free_node_ == kNil) {
+    ++s.counters.mailbox_rejected;
+    ++stats_.dropped;
+    return Errc::full;
+  }
+  unsigned level = msg.priority < kPriorityLevels ? msg.priority : kPriorityLevels - 1;
+  NodeIndex i = free_node_;
+  free_node_ = nodes_[i].next;
+  nodes_[i].msg = std::move(msg);
+  nodes_[i].next = kNil;
+  if (mb.tail[level] == kNil) {
+    mb.head[level] = i;
+  } else {
+    nodes_[mb.tail[level]].next = i;
+  }
+  mb.tail[level] = i;
+  ++nodes_in_use_;
+  if (++mb.count > s.counters.mailbox_high_water) s.counters.mailbox_high_water = mb.count;
+  schedule();
+  return Errc::ok;
+}
+
+bool Runtime::dequeue(AgentSlot& s, Message* out) {
+  Mailbox& mb = s.mailbox;
+  for (unsigned level = kPriorityLevels; level-- > 0;) {
+    NodeIndex i = mb.head[level];
+    if (i == kNil) continue;
+    mb.head[level] = nodes_[i].next;
+    if (mb.head[level] == kNil) mb.tail[level] = kNil;
+    *out = std::move(nodes_[i].msg);
+    nodes_[i].msg = Message{};
+    nodes_[i].next = free_node_;
+    free_node_ = i;
+    --nodes_in_use_;
+    --mb.count;
+    return true;
+  }
+  return false;
+}
+
+Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
+  if (shutting_down_) return Errc::shutdown;
+  AgentSlot* s = slot(to);
+  if (!s) return Errc::not_found;
+  if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
+  msg.sender = from;
+  msg.receiver = to;
+  msg.kind = MessageKind::event;
+  msg.correlation = RequestId{};
+  Errc e = enqueue(*s, std::move(msg));
+  if (e == Errc::ok) {
+    ++stats_.sent;
+    if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
+  }
+  return e;
+}
+
+// ---- bus ----
+
+Result<TopicId> Runtime::topic(const char* name) {
+  if (!name || !*name) return Errc::invalid_argument;
+  if (std::strlen(name) > kTopicNameMax) return Errc::too_large;
+  for (std::size_t i = 0; i < topic_count_; ++i) {
+    if (std::strcmp(topics_[i].name, name) == 0) return static_cast<TopicId>(i);
+  }
+  if (topic_count_ >= config_.max_topics) return Errc::full;
+  Topic& t = topics_[topic_count_];
+  std::strcpy(t.name, name);
+  for (std::size_t w = 0; w < config_.max_wildcards; ++w) {
+    if (wildcards_[w].used && matches(wildcards_[w].prefix, name)) {
+      t.subscribers |= std::uint64_t{1} << wildcards_[w].agent;
+    }
+  }
+  return static_cast<TopicId>(topic_count_++);
+}
+
+Errc Runtime::subscribe(AgentId agent, TopicId topic) {
+  if (!slot(agent) || topic >= topic_count_) return Errc::not_found;
+  topics_[topic].subscribers |= std::uint64_t{1} << agent;
+  return Errc::ok;
+}
+
+Errc Runtime::unsubscribe(AgentId agent, TopicId topic) {
+  if (!slot(agent) || topic >= topic_count_) return Errc::not_found;
+  topics_[topic].subscribers &= ~(std::uint64_t{1} << agent);
+  return Errc::ok;
+}
+
+Errc Runtime::subscribe(AgentId agent, const char* pattern) {
+  if (!slot(agent)) return Errc::not_found;
+  if (!pattern || !*pattern) return Errc::invalid_argument;
+  std::size_t n = std::strlen(pattern);
+  if (n > kTopicNameMax) return Errc::too_large;
+  if (pattern[n - 1] != '*') {
+    Result<TopicId> t = topic(pattern);
+    if (!t) return t.error();
+    return subscribe(agent, *t);
+  }
+  Wildcard* w = nullptr;
+  for (std::size_t i = 0; i < config_.max_wildcards && !w; ++i) {
+    if (!wildcards_[i].used) w = &wildcards_[i];
+  }
+  if (!w) return Errc::full;
+  w->used = true;
+  w->agent = agent;
+  std::memcpy(w->prefix, pattern, n - 1);
+  w->prefix[n - 1] = '\0';
+  for (std::size_t i = 0; i < topic_count_; ++i) {
+    if (matches(w->prefix, topics_[i].name)) topics_[i].subscribers |= std::uint64_t{1} << agent;
+  }
+  return Errc::ok;
+}
+
+PublishResult Runtime::publish_from(AgentId from, TopicId topic, Message msg) {
+  PublishResult r;
+  if (shutting_down_ || topic >= topic_count_) return r;
+  msg.topic = topic;
+  msg.sender = from;
+  msg.kind = MessageKind::event;
+  msg.correlation = RequestId{};
+  ++stats_.published;
+  if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
+  std::uint64_t subs = topics_[topic].subscribers;
+  while (subs) {
+    auto a = static_cast<AgentId>(__builtin_ctzll(subs));
+    subs &= subs - 1;
+    AgentSlot& s = agents_[a];
+    if (s.state != AgentState::running || s.stop_pending) continue;
+    Message copy = msg;  // shares the payload: no bytes copied
+    copy.receiver = a;
+    if (enqueue(s, std::move(copy)) == Errc::ok) {
+      ++r.delivered;
+    } else {
+      ++r.dropped;
+    }
+  }
+  return r;
+}
+
+// ---- requests ----
+
+Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
+                                        RequestOptions options, ReplyCallback on_reply) {
+  if (shutting_down_) return Errc::shutdown;
+  if (!on_reply) return Errc::invalid_argument;
+  AgentSlot* target = slot(to);
+  if (!target) return Errc::not_found;
+  if (target->state != AgentState::running || target->stop_pending) return Errc::closed;
+  if (target->mailbox.count >= target->mailbox.capacity || free_node_ == kNil) {
+    ++target->counters.mailbox_rejected;
+    ++stats_.dropped;
+    return Errc::full;
+  }
+  Result<RequestId> id = pending_.start(
+      reactor_.now() + options.timeout,
+      [this, cb = std::move(on_reply), from](Result<Message> r) mutable {
+        if (AgentSlot* s = slot(from)) {
+          if (r.ok()) {
+            ++s->counters.requests_ok;
+          } else if (r.error() == Errc::timeout) {
+            ++s->counters.requests_timed_out;
+          } else {
+            ++s->counters.requests_failed;
+          }
+        }
+        cb(std::move(r));
+      },
+      from == kNoAgent ? nullptr : &agents_[from]);
+  if (!id) return id.error();
+  request_meta_[id->slot()] = RequestMeta{to, from};
+  msg.sender = from;
+  msg.receiver = to;
+  msg.kind = MessageKind::request;
+  msg.correlation = *id;
+  msg.priority = options.priority;
+  (void)enqueue(*target, std::move(msg));  // room was checked above
+  if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
+  return id;
+}
+
+// ---- agent timers ----
+
+Result<AgentTimerId> Runtime::after(AgentId owner, Duration delay, AgentTimerCallback cb) {
+  if (!cb) return Errc::invalid_argument;
+  AgentSlot* s = slot(owner);
+  if (!s || s->state != AgentState::running) return Errc::closed;
+  if (free_timer_ >= config_.max_timers) return Errc::full;
+  std::uint32_t index = free_timer_;
+  TimerEntry& e = timers_[index];
+  free_timer_ = e.next_free;
+  e.cb = std::move(cb);
+  e.owner = owner;
+  e.active = true;
+  ++timers_in_use_;
+  reactor_.wheel().arm(e.timer, reactor_.now() + delay);
+  return AgentTimerId{index, e.generation};
+}
+
+void Runtime::on_agent_timer(void* context) {
+  auto& e = *static_cast<TimerEntry*>(context);
+  Runtime& rt = *e.runtime;
+  AgentTimerCallback cb = std::move(e.cb);
+  e.active = false;
+  ++e.generation;
+  e.next_free = rt.free_timer_;
+  rt.free_timer_ = static_cast<std::uint32_t>(&e - rt.timers_.get());
+  --rt.timers_in_use_;
+  AgentSlot* s = rt.slot(e.owner);
+  if (!s) return;
+  s->in_handler = true;
+  cb(Errc::ok);
+  s->in_handler = false;
+  rt.after_handler(e.owner, *s);
+}
+
+bool Runtime::cancel_timer(AgentTimerId id) {
+  if (id.index >= config_.max_timers) return false;
+  TimerEntry& e = timers_[id.index];
+  if (!e.active || e.generation != id.generation) return false;
+  reactor_.wheel().cancel(e.timer);
+  e.cb = nullptr;
+  e.active = false;
+  ++e.generation;
+  e.next_free = free_timer_;
+  free_timer_ = id.index;
+  --timers_in_use_;
+  return true;
+}
+
+// ---- dispatch ----
+
+void Runtime::schedule() {
+  // An overdue timer fires on the reactor's next turn and keeps it from sleeping.
+  if (!dispatch_timer_.armed()) reactor_.wheel().arm(dispatch_timer_, Instant(0));
+}
+
+void Runtime::on_dispatch(void* context) { static_cast<Runtime*>(context)->dispatch(); }
+
+void Runtime::dispatch() {
+  // Replies first: they end requests, which frees table slots for new work.
+  std::size_t n = replies_->size();
+  for (std::size_t i = 0; i < n; ++i) {
+    Result<QueuedReply> q = replies_->pop();
+    if (!q) break;
+    if (q->msg.kind == MessageKind::reply) {
+      if (pending_.complete(q->id, std::move(q->msg)) == Errc::late) ++stats_.replies_late;
+    } else {
+      if (pending_.fail(q->id, q->msg.status) == Errc::late) ++stats_.replies_late;
+    }
+  }
+  for (std::size_t k = 0; k < agent_count_; ++k) {
+    auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
+    AgentSlot& s = agents_[id];
+    if (s.restart_pending) restart(id, s);
+    for (std::size_t m = 0; m < config_.dispatch_budget; ++m) {
+      if (s.state != AgentState::running || s.stop_pending) break;
+      Message msg;
+      if (!dequeue(s, &msg)) break;
+      deliver(id, s, msg);
+    }
+  }
+  if (agent_count_) rr_cursor_ = (rr_cursor_ + 1) % agent_count_;
+  bool more = !replies_->empty();
+  for (std::size_t k = 0; k < agent_count_ && !more; ++k) {
+    more = (agents_[k].state == AgentState::running && agents_[k].mailbox.count) ||
+           agents_[k].restart_pending;
+  }
+  if (more) schedule();
+}
+
+void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {
+  Context ctx(*this, id);
+  ++s.counters.messages_in;
+  ++stats_.delivered;
+  s.in_handler = true;
+  if (msg.kind == MessageKind::request) {
+    s.agent->on_request(ctx, msg, Reply(this, msg.correlation, msg.sender, id));
+  } else {
+    s.agent->on_message(ctx, msg);
+  }
+  s.in_handler = false;
+  after_handler(id, s);
+}
+
+void Runtime::after_handler(AgentId id, AgentSlot& s) {
+  if (!s.stop_pending) return;
+  s.stop_pending = false;
+  supervise(id, s.stop_reason, s.stop_is_failure);
+}
+
+// ---- stopping and supervision ----
+
+Errc Runtime::stop(AgentId agent, Errc reason) {
+  AgentSlot* s = slot(agent);
+  if (!s) return Errc::not_found;
+  if (s->state != AgentState::running) return Errc::closed;
+  if (s->in_handler) {
+    s->stop_pending = true;
+    s->stop_is_failure = false;
+    s->stop_reason = reason;
+    return Errc::ok;
+  }
+  supervise(agent, reason, false);
+  return Errc::ok;
+}
+
+void Runtime::flush_mailbox(AgentId id, AgentSlot& s, Errc reason) {
+  Message msg;
+  while (dequeue(s, &msg)) {
+    if (msg.kind == MessageKind::request) {
+      // Answer now so the requester is not left waiting for its deadline.
+      Reply r(this, msg.correlation, msg.sender, id);
+      (void)r.fail(reason == Errc::shutdown ? Errc::shutdown : Errc::cancelled);
+    } else {
+      ++stats_.flushed;
+    }
+    msg = Message{};
+  }
+}
+
+// Ends everything the agent owns, then calls on_stop. Callbacks of its own requests
+// and timers run with Errc::cancelled before this returns.
+void Runtime::terminate(AgentId id, Errc reason, bool failure) {
+  AgentSlot& s = agents_[id];
+  (void)failure;
+  s.state = AgentState::stopped;
+  s.stop_reason = reason;
+  s.stop_pending = false;
+  Context ctx(*this, id);
+  s.in_handler = true;
+  // Its own requests.
+  pending_.cancel_all(&s);
+  // Requests others made to it: their answers can no longer come.
+  for (std::size_t i = 0; i < pending_.capacity(); ++i) (void)i;
+  pending_.for_each_pending([&](RequestId rid, const void*) {
+    if (request_meta_[rid.slot()].target == id) (void)pending_.cancel(rid);
+  });
+  // Its timers.
+  for (std::size_t i = 0; i < config_.max_timers; ++i) {
+    TimerEntry& e = timers_[i];
+    if (!e.active || e.owner != id) continue;
+    AgentTimerCallback cb = std::move(e.cb);
+    (void)cancel_timer(AgentTimerId{static_cast<std::uint32_t>(i), e.generation});
+    cb(Errc::cancelled);
+  }
+  flush_mailbox(id, s, reason);
+  s.agent->on_stop(ctx);
+  s.in_handler = false;
+  // Anything the agent did inside on_stop that queued work for itself is refused
+  // (it is stopped), so nothing is left behind.
+  flush_mailbox(id, s, reason);
+}
+
+void Runtime::supervise(AgentId id, Errc reason, bool failure) {
+  AgentSlot& s = agents_[id];
+  if (s.state != AgentState::running) return;
+  terminate(id, reason, failure);
+  bool wants_restart = !shutting_down_ &&
+                       (s.options.restart == Restart::always ||
+                        (failure && s.options.restart == Restart::on_failure));
+  if (!wants_restart) return;
+  // Restart intensity: more than max_restarts within restart_window escalates.
+  Instant now = reactor_.now();
+  std::uint8_t max = s.options.max_restarts > 8 ? 8 : s.options.max_restarts;
+  std::size_t recent = 0;
+  for (const Instant& t : s.restart_times) {
+    if (t != Instant() && now - t < s.options.restart_window) ++recent;
+  }
+  if (recent >= max) {
+    escalate(s.options.group, id, reason);
+    return;
+  }
+  s.restart_times[s.restart_head] = now == Instant() ? Instant(1) : now;
+  s.restart_head = static_cast<std::uint8_t>((s.restart_head + 1) % 8);
+  s.restart_pending = true;  // on a later turn, so a crash loop cannot recurse
+  schedule();
+}
+
+void Runtime::restart(AgentId id, AgentSlot& s) {
+  s.restart_pending = false;
+  if (shutting_down_ || s.state != AgentState::stopped) return;
+  ++s.counters.restarts;
+  ++stats_.restarts;
+  s.state = AgentState::running;
+  s.stop_reason = Errc::ok;
+  s.agent->reset();
+  Context ctx(*this, id);
+  s.in_handler = true;
+  s.agent->on_start(ctx);
+  s.in_handler = false;
+  after_handler(id, s);
+}
+
+void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
+  ++stats_.escalations;
+  group_reason_[group] = reason == Errc::ok ? Errc::failed : reason;
+  // Stop the whole group, newest first, with no restarts.
+  for (std::size_t k = agent_count_; k-- > 0;) {
+    AgentSlot& s = agents_[k];
+    if (s.options.group != group) continue;
+    s.restart_pending = false;
+    if (s.state == AgentState::running) terminate(static_cast<AgentId>(k), Errc::cancelled, false);
+  }
+  if (on_escalate_) on_escalate_(group, culprit, reason);
+}
+
+bool Runtime::quiescent() const {
+  if (pending_.in_use() || !replies_->empty()) return false;
+  for (std::size_t k = 0; k < agent_count_; ++k) {
+    if (agents_[k].state == AgentState::running && agents_[k].mailbox.count) return false;
+  }
+  return true;
+}
+
+void Runtime::shutdown(Duration grace) {
+  if (shut_down_) return;
+  bool inside_callback = false;
+  for (std::size_t k = 0; k < agent_count_; ++k) inside_callback |= agents_[k].in_handler;
+  if (!inside_callback && grace > Duration::zero()) {
+    // Let queued work finish; no new work from outside is accepted meanwhile.
+    Instant deadline = reactor_.now() + grace;
+    while (!quiescent() && reactor_.now() < deadline) {
+      if (reactor_.config().manual_clock) {
+        if (reactor_.run_until_idle() == 0) break;
+      } else {
+        reactor_.run_once(deadline - reactor_.now());
+      }
+    }
+  }
+  shutting_down_ = true;
+  for (std::size_t k = agent_count_; k-- > 0;) {
+    AgentSlot& s = agents_[k];
+    s.restart_pending = false;
+    if (s.state != AgentState::running) continue;
+    if (s.in_handler) {
+      s.stop_pending = true;
+      s.stop_is_failure = false;
+      s.stop_reason = Errc::shutdown;
+    } else {
+      terminate(static_cast<AgentId>(k), Errc::shutdown, false);
+    }
+  }
+  // Requests from outside any agent, and answers still queued, end now.
+  replies_->clear();
+  pending_.cancel_all();
+  reactor_.wheel().cancel(dispatch_timer_);
+  shut_down_ = true;
+}
+
+}  // namespace tern

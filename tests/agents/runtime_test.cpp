@@ -1,0 +1,560 @@
+// Agents runtime rules, with a manual clock (portable: runs on every port).
+#include "tern/agents/runtime.hpp"
+
+#include "tern/core/rng.hpp"
+#include "tern_test.hpp"
+
+namespace {
+
+using tern::AgentId;
+using tern::Context;
+using tern::Errc;
+using tern::ManualClock;
+using tern::Message;
+using tern::Reactor;
+using tern::Reply;
+using tern::Result;
+using tern::Runtime;
+
+struct Fixture {
+  ManualClock clock;
+  Reactor reactor;
+  Runtime rt;
+  static tern::ReactorConfig reactor_config(const ManualClock& c) {
+    tern::ReactorConfig rc;
+    rc.manual_clock = &c;
+    rc.max_timers = 16;
+    rc.max_posted = 16;
+    rc.max_watches = 1;
+    return rc;
+  }
+  static tern::RuntimeConfig runtime_config() {
+    tern::RuntimeConfig c;
+    c.max_agents = 8;
+    c.max_messages = 64;
+    c.max_pending = 8;
+    c.max_timers = 8;
+    c.payloads.classes[0] = {64, 8};
+    c.payloads.classes[1] = {0, 0};
+    c.payloads.classes[2] = {0, 0};
+    return c;
+  }
+  Fixture() : reactor(reactor_config(clock)), rt(reactor, runtime_config()) {}
+  void run() { reactor.run_until_idle(); }
+  void advance(tern::Duration d) {
+    clock.advance(d);
+    run();
+  }
+};
+
+struct Recorder : tern::Agent {
+  std::int64_t seen[32] = {};
+  int n = 0;
+  int starts = 0;
+  int stops = 0;
+  Errc last_stop = Errc::ok;
+  void on_start(Context&) override { ++starts; }
+  void on_message(Context&, Message& m) override {
+    if (n < 32) seen[n++] = m.value;
+  }
+  void on_stop(Context& ctx) override {
+    ++stops;
+    last_stop = ctx.stop_reason();
+  }
+};
+
+Message value(std::int64_t v, std::uint8_t prio = 0) {
+  Message m;
+  m.value = v;
+  m.priority = prio;
+  return m;
+}
+
+TEST(Runtime, SendIsDeliveredOnALaterTurnInPriorityOrder) {
+  Fixture f;
+  Recorder r;
+  auto id = f.rt.spawn(r, {.name = "r", .mailbox = 8});
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(r.starts, 1);
+  ASSERT_EQ(f.rt.send(*id, value(1, 0)), Errc::ok);
+  ASSERT_EQ(f.rt.send(*id, value(2, 0)), Errc::ok);
+  ASSERT_EQ(f.rt.send(*id, value(3, 3)), Errc::ok);
+  EXPECT_EQ(r.n, 0);  // never inside send()
+  f.run();
+  ASSERT_EQ(r.n, 3);
+  EXPECT_EQ(r.seen[0], 3);
+  EXPECT_EQ(r.seen[1], 1);
+  EXPECT_EQ(r.seen[2], 2);
+}
+
+TEST(Runtime, FullMailboxReturnsFullAndKeepsWhatItHolds) {
+  Fixture f;
+  Recorder r;
+  auto id = f.rt.spawn(r, {.name = "r", .mailbox = 2});
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(f.rt.send(*id, value(1)), Errc::ok);
+  EXPECT_EQ(f.rt.send(*id, value(2)), Errc::ok);
+  EXPECT_EQ(f.rt.send(*id, value(3)), Errc::full);
+  EXPECT_EQ(f.rt.counters(*id)->mailbox_rejected, 1u);
+  f.run();
+  ASSERT_EQ(r.n, 2);
+  EXPECT_EQ(r.seen[1], 2);
+}
+
+TEST(Runtime, SpawnRefusesWhenMailboxesWouldOvercommitTheMessagePool) {
+  Fixture f;  // 64 message nodes
+  Recorder a, b;
+  EXPECT_TRUE(f.rt.spawn(a, {.name = "a", .mailbox = 60}).ok());
+  EXPECT_EQ(f.rt.spawn(b, {.name = "b", .mailbox = 8}).error(), Errc::full);
+}
+
+TEST(Runtime, PublishReachesExactAndWildcardSubscribersAndIsolatesFullOnes) {
+  Fixture f;
+  Recorder exact, wild, tiny, other;
+  auto e = f.rt.spawn(exact, {.name = "exact", .mailbox = 8});
+  auto w = f.rt.spawn(wild, {.name = "wild", .mailbox = 8});
+  auto t = f.rt.spawn(tiny, {.name = "tiny", .mailbox = 1});
+  auto o = f.rt.spawn(other, {.name = "other", .mailbox = 8});
+  ASSERT_TRUE(e.ok() && w.ok() && t.ok() && o.ok());
+  ASSERT_EQ(f.rt.subscribe(*w, "sensor/*"), Errc::ok);  // before the topic exists
+  auto temp = f.rt.topic("sensor/temp");
+  auto door = f.rt.topic("door");
+  ASSERT_TRUE(temp.ok() && door.ok());
+  ASSERT_EQ(f.rt.subscribe(*e, *temp), Errc::ok);
+  ASSERT_EQ(f.rt.subscribe(*t, *temp), Errc::ok);
+  ASSERT_EQ(f.rt.subscribe(*o, *door), Errc::ok);
+  auto r1 = f.rt.publish(*temp, value(10));
+  auto r2 = f.rt.publish(*temp, value(11));  // tiny is full now
+  EXPECT_EQ(r1.delivered, 3);
+  EXPECT_EQ(r2.delivered, 2);
+  EXPECT_EQ(r2.dropped, 1);
+  f.run();
+  EXPECT_EQ(exact.n, 2);
+  EXPECT_EQ(wild.n, 2);
+  EXPECT_EQ(tiny.n, 1);
+  EXPECT_EQ(other.n, 0);
+  EXPECT_EQ(f.rt.counters(*t)->mailbox_rejected, 1u);
+  EXPECT_EQ(f.rt.stats().dropped, 1u);
+}
+
+TEST(Runtime, PublishSharesThePayloadWithoutCopying) {
+  Fixture f;
+  struct Holder : tern::Agent {
+    tern::Payload kept;
+    void on_message(Context&, Message& m) override { kept = m.payload; }
+  } a, b;
+  auto ia = f.rt.spawn(a, {.name = "a"});
+  auto ib = f.rt.spawn(b, {.name = "b"});
+  auto topic = f.rt.topic("blob");
+  ASSERT_TRUE(ia.ok() && ib.ok() && topic.ok());
+  ASSERT_EQ(f.rt.subscribe(*ia, *topic), Errc::ok);
+  ASSERT_EQ(f.rt.subscribe(*ib, *topic), Errc::ok);
+  Message m;
+  auto p = f.rt.payloads().copy_of("hello", 5);
+  ASSERT_TRUE(p.ok());
+  m.payload = *p;
+  p = Result<tern::Payload>(Errc::cancelled);  // drop our extra reference
+  f.rt.publish(*topic, std::move(m));
+  f.run();
+  EXPECT_EQ(a.kept.data(), b.kept.data());
+  EXPECT_EQ(a.kept.refs(), 2u);
+  EXPECT_EQ(a.kept.view(), "hello");
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 1u);
+  a.kept.reset();
+  b.kept.reset();
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
+}
+
+TEST(Runtime, PayloadPoolExhaustionIsFull) {
+  Fixture f;  // 8 blocks of 64 bytes
+  tern::Payload held[8];
+  for (auto& h : held) {
+    auto p = f.rt.payloads().make(10);
+    ASSERT_TRUE(p.ok());
+    h = *p;
+  }
+  EXPECT_EQ(f.rt.payloads().make(10).error(), Errc::full);
+  EXPECT_EQ(f.rt.payloads().make(65).error(), Errc::too_large);
+  EXPECT_EQ(f.rt.payloads().stats().rejected, 1u);
+}
+
+struct Echo : tern::Agent {
+  void on_request(Context&, Message& m, Reply reply) override { (void)reply.ok(value(m.value * 2)); }
+};
+
+// Keeps the Reply and answers after `delay`.
+struct Slow : tern::Agent {
+  tern::Duration delay = tern::ms(100);
+  Reply kept;
+  Errc answer_result = Errc::ok;
+  int answered = 0;
+  void on_request(Context& ctx, Message& m, Reply reply) override {
+    kept = std::move(reply);
+    std::int64_t v = m.value;
+    (void)ctx.after(delay, [this, v](Errc e) {
+      if (e != Errc::ok) return;
+      answer_result = kept.ok(value(v + 1));
+      ++answered;
+    });
+  }
+};
+
+struct Outcome {
+  int calls = 0;
+  Errc err = Errc::ok;
+  std::int64_t v = 0;
+};
+
+tern::ReplyCallback record(Outcome* o) {
+  return [o](Result<Message> r) {
+    ++o->calls;
+    o->err = r.ok() ? Errc::ok : r.error();
+    if (r.ok()) o->v = r->value;
+  };
+}
+
+TEST(Runtime, RequestGetsExactlyOneReply) {
+  Fixture f;
+  Echo echo;
+  auto id = f.rt.spawn(echo, {.name = "echo"});
+  ASSERT_TRUE(id.ok());
+  Outcome o;
+  auto rid = f.rt.request(*id, value(21), {.timeout = tern::ms(50)}, record(&o));
+  ASSERT_TRUE(rid.ok());
+  f.run();
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.v, 42);
+  f.advance(tern::ms(100));  // the deadline passing later changes nothing
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+}
+
+TEST(Runtime, ReplyAfterTimeoutIsDroppedAndCountedAsLate) {
+  Fixture f;
+  Slow slow;
+  auto id = f.rt.spawn(slow, {.name = "slow"});
+  ASSERT_TRUE(id.ok());
+  Outcome o;
+  ASSERT_TRUE(f.rt.request(*id, value(1), {.timeout = tern::ms(50)}, record(&o)).ok());
+  f.run();
+  f.advance(tern::ms(50));
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::timeout);
+  f.advance(tern::ms(60));
+  EXPECT_EQ(slow.answered, 1);
+  EXPECT_EQ(slow.answer_result, Errc::late);
+  EXPECT_EQ(o.calls, 1);  // never shown to the requester
+  EXPECT_EQ(f.rt.stats().replies_late, 1u);
+  EXPECT_EQ(f.rt.counters(*id)->late_replies, 1u);
+}
+
+TEST(Runtime, DroppedReplyAnswersNoReplyAtOnce) {
+  Fixture f;
+  struct Forgetful : tern::Agent {
+    void on_request(Context&, Message&, Reply) override {}  // forgets to answer
+  } forgetful;
+  auto id = f.rt.spawn(forgetful, {.name = "forgetful"});
+  ASSERT_TRUE(id.ok());
+  Outcome o;
+  ASSERT_TRUE(f.rt.request(*id, value(1), {.timeout = tern::seconds(30)}, record(&o)).ok());
+  f.run();  // no time passes: the answer comes from the destroyed Reply
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::no_reply);
+}
+
+TEST(Runtime, ReplyCannotAnswerTwice) {
+  Fixture f;
+  Errc second = Errc::ok;
+  struct Twice : tern::Agent {
+    Errc* second;
+    void on_request(Context&, Message&, Reply r) override {
+      (void)r.ok();
+      *second = r.ok();
+    }
+  } twice;
+  twice.second = &second;
+  auto id = f.rt.spawn(twice, {.name = "twice"});
+  Outcome o;
+  ASSERT_TRUE(f.rt.request(*id, value(1), {}, record(&o)).ok());
+  f.run();
+  EXPECT_EQ(second, Errc::closed);
+  EXPECT_EQ(o.calls, 1);
+}
+
+TEST(Runtime, RequestToStoppedOrUnknownAgentFailsAtTheCall) {
+  Fixture f;
+  Echo echo;
+  auto id = f.rt.spawn(echo, {.name = "echo"});
+  ASSERT_EQ(f.rt.stop(*id), Errc::ok);
+  Outcome o;
+  EXPECT_EQ(f.rt.request(*id, value(1), {}, record(&o)).error(), Errc::closed);
+  EXPECT_EQ(f.rt.request(42, value(1), {}, record(&o)).error(), Errc::not_found);
+  EXPECT_EQ(f.rt.send(*id, value(1)), Errc::closed);
+  f.run();
+  EXPECT_EQ(o.calls, 0);
+}
+
+TEST(Runtime, StoppingAnAgentCancelsItsRequestsTimersAndQueuedRequests) {
+  Fixture f;
+  Slow slow;
+  Outcome mine, timer_outcome, queued;
+  struct Requester : tern::Agent {
+    AgentId target = 0;
+    Outcome* mine;
+    Outcome* timer;
+    void on_start(Context& ctx) override {
+      (void)ctx.request(target, value(1), {.timeout = tern::seconds(10)}, record(mine));
+      (void)ctx.after(tern::seconds(5), [t = timer](Errc e) {
+        ++t->calls;
+        t->err = e;
+      });
+    }
+  } req;
+  auto s = f.rt.spawn(slow, {.name = "slow"});
+  req.target = *s;
+  req.mine = &mine;
+  req.timer = &timer_outcome;
+  auto r = f.rt.spawn(req, {.name = "req"});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(f.rt.stop(*r), Errc::ok);
+  // Callbacks ran with cancelled before stop() returned.
+  EXPECT_EQ(mine.calls, 1);
+  EXPECT_EQ(mine.err, Errc::cancelled);
+  EXPECT_EQ(timer_outcome.calls, 1);
+  EXPECT_EQ(timer_outcome.err, Errc::cancelled);
+  // A request queued to an agent that stops is answered, not left to time out.
+  ASSERT_TRUE(f.rt.request(*s, value(2), {.timeout = tern::seconds(10)}, record(&queued)).ok());
+  ASSERT_EQ(f.rt.stop(*s), Errc::ok);
+  f.run();
+  EXPECT_EQ(queued.calls, 1);
+  EXPECT_EQ(queued.err, Errc::cancelled);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+  EXPECT_EQ(f.rt.timers_in_use(), 0u);
+  EXPECT_EQ(f.rt.messages_in_use(), 0u);
+}
+
+struct Flaky : tern::Agent {
+  int starts = 0;
+  int resets = 0;
+  void on_start(Context&) override { ++starts; }
+  void reset() override { ++resets; }
+  void on_message(Context& ctx, Message& m) override {
+    if (m.value < 0) ctx.fail(Errc::failed);
+  }
+};
+
+TEST(Runtime, FailedAgentIsRestartedWithinIntensityThenGroupEscalates) {
+  Fixture f;
+  Flaky flaky;
+  Recorder bystander, other_group;
+  int escalations = 0;
+  tern::GroupId escalated = 255;
+  f.rt.set_escalation_handler([&](tern::GroupId g, AgentId, Errc) {
+    ++escalations;
+    escalated = g;
+  });
+  auto by = f.rt.spawn(bystander, {.name = "bystander", .group = 1});
+  auto id = f.rt.spawn(flaky, {.name = "flaky", .restart = tern::Restart::on_failure, .max_restarts = 2,
+                               .restart_window = tern::seconds(10), .group = 1});
+  auto og = f.rt.spawn(other_group, {.name = "other", .group = 2});
+  ASSERT_TRUE(id.ok() && by.ok() && og.ok());
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
+    f.advance(tern::ms(1));
+    EXPECT_EQ(flaky.starts, 1 + i);
+    EXPECT_EQ(f.rt.state(*id), tern::AgentState::running);
+  }
+  EXPECT_EQ(f.rt.counters(*id)->restarts, 2u);
+  EXPECT_EQ(flaky.resets, 2);
+  // Third failure inside the window: intensity exceeded, group 1 stops.
+  ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
+  f.advance(tern::ms(1));
+  EXPECT_EQ(escalations, 1);
+  EXPECT_EQ(escalated, 1);
+  EXPECT_EQ(f.rt.state(*id), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.state(*by), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.state(*og), tern::AgentState::running);
+  EXPECT_EQ(f.rt.group_stop_reason(1), Errc::failed);
+  EXPECT_EQ(f.rt.group_stop_reason(2), Errc::ok);
+}
+
+TEST(Runtime, RestartsOutsideTheWindowDoNotEscalate) {
+  Fixture f;
+  Flaky flaky;
+  auto id = f.rt.spawn(flaky, {.name = "flaky", .max_restarts = 1, .restart_window = tern::seconds(1)});
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
+    f.advance(tern::seconds(2));
+  }
+  EXPECT_EQ(f.rt.counters(*id)->restarts, 5u);
+  EXPECT_EQ(f.rt.stats().escalations, 0u);
+}
+
+TEST(Runtime, SelectiveReceiveTakesTheFirstMatch) {
+  Fixture f;
+  struct Picky : tern::Agent {
+    std::int64_t picked = 0;
+    std::int64_t rest[4] = {};
+    int n = 0;
+    void on_message(Context& ctx, Message& m) override {
+      if (picked == 0) {
+        auto urgent = ctx.take_first([](const Message& q) { return q.value >= 100; });
+        if (urgent.ok()) picked = urgent->value;
+      }
+      rest[n++] = m.value;
+    }
+  } picky;
+  auto id = f.rt.spawn(picky, {.name = "picky", .mailbox = 8});
+  for (std::int64_t v : {1, 2, 150, 3}) ASSERT_EQ(f.rt.send(*id, value(v)), Errc::ok);
+  f.run();
+  EXPECT_EQ(picky.picked, 150);
+  ASSERT_EQ(picky.n, 3);
+  EXPECT_EQ(picky.rest[0], 1);
+  EXPECT_EQ(picky.rest[1], 2);
+  EXPECT_EQ(picky.rest[2], 3);
+}
+
+TEST(Runtime, DispatchIsFairAcrossAgents) {
+  Fixture f;
+  tern::RuntimeConfig c = Fixture::runtime_config();
+  c.dispatch_budget = 2;
+  Runtime rt(f.reactor, c);
+  static int order[12];
+  static int n = 0;
+  n = 0;
+  struct Tag : tern::Agent {
+    int tag = 0;
+    void on_message(Context&, Message&) override { order[n++] = tag; }
+  } a, b;
+  a.tag = 1;
+  b.tag = 2;
+  auto ia = rt.spawn(a, {.name = "a", .mailbox = 8});
+  auto ib = rt.spawn(b, {.name = "b", .mailbox = 8});
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(rt.send(*ia, value(i)), Errc::ok);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(rt.send(*ib, value(i)), Errc::ok);
+  f.reactor.run_once(tern::Duration::zero());
+  // One turn: at most two from a, then b gets its turn.
+  ASSERT_EQ(n, 4);
+  EXPECT_EQ(order[2], 2);
+  f.run();
+  EXPECT_EQ(n, 8);
+  rt.shutdown();
+}
+
+TEST(Runtime, ShutdownStopsEverythingInReverseOrderAndLeavesTablesEmpty) {
+  Fixture f;
+  static int stop_order[3];
+  static int n = 0;
+  n = 0;
+  struct Tagged : Slow {
+    int tag = 0;
+    void on_stop(Context&) override { stop_order[n++] = tag; }
+  } a, b, c;
+  a.tag = 1;
+  b.tag = 2;
+  c.tag = 3;
+  auto ia = f.rt.spawn(a, {.name = "a"});
+  auto ib = f.rt.spawn(b, {.name = "b"});
+  auto ic = f.rt.spawn(c, {.name = "c"});
+  Outcome o1, o2;
+  ASSERT_TRUE(f.rt.request(*ia, value(1), {.timeout = tern::seconds(60)}, record(&o1)).ok());
+  ASSERT_TRUE(f.rt.request(*ib, value(1), {.timeout = tern::seconds(60)}, record(&o2)).ok());
+  f.run();  // both Slow agents now hold a Reply and a timer
+  (void)ic;
+  f.rt.shutdown(tern::Duration::zero());
+  ASSERT_EQ(n, 3);
+  EXPECT_EQ(stop_order[0], 3);
+  EXPECT_EQ(stop_order[1], 2);
+  EXPECT_EQ(stop_order[2], 1);
+  EXPECT_EQ(o1.calls, 1);
+  EXPECT_EQ(o2.calls, 1);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+  EXPECT_EQ(f.rt.timers_in_use(), 0u);
+  EXPECT_EQ(f.rt.messages_in_use(), 0u);
+  EXPECT_EQ(f.rt.send(*ia, value(1)), Errc::shutdown);
+  // The kept Replies answer late now; nothing reaches the requesters again.
+  a.kept = Reply();
+  b.kept = Reply();
+  EXPECT_EQ(o1.calls, 1);
+}
+
+// Random mix of sends, requests, replies (some late), timeouts, failures and stops:
+// every accepted request ends exactly once and nothing is left over.
+TEST(Runtime, RandomWorkloadEndsEveryRequestExactlyOnce) {
+  Fixture f;
+  constexpr int kMax = 2000;
+  static int outcomes[kMax];
+  for (int& x : outcomes) x = 0;
+  tern::Rng rng(5);
+  struct Worker : tern::Agent {
+    tern::Rng* rng;
+    Reply held[4];
+    void on_message(Context& ctx, Message& m) override {
+      if (m.value == -1) ctx.fail(Errc::failed);
+    }
+    void on_request(Context& ctx, Message& m, Reply reply) override {
+      switch (rng->below(4)) {
+        case 0: (void)reply.ok(m); break;
+        case 1: (void)reply.fail(Errc::io); break;
+        case 2: break;  // dropped: no_reply
+        default: {
+          Reply& slot = held[rng->below(4)];
+          slot = std::move(reply);  // answers an older one with no_reply if occupied
+          (void)ctx.after(tern::ms(static_cast<std::int64_t>(rng->below(40))), [this](Errc e) {
+            if (e != Errc::ok) return;
+            for (Reply& r : held) {
+              if (r.pending()) {
+                (void)r.ok();
+                break;
+              }
+            }
+          });
+        }
+      }
+    }
+    void reset() override {
+      for (Reply& r : held) r = Reply();
+    }
+    void on_stop(Context&) override { reset(); }
+  } workers[3];
+  AgentId ids[3];
+  for (int i = 0; i < 3; ++i) {
+    workers[i].rng = &rng;
+    auto id = f.rt.spawn(workers[i], {.name = "w", .mailbox = 8, .restart = tern::Restart::always,
+                                          .max_restarts = 8, .restart_window = tern::ms(1)});
+    ASSERT_TRUE(id.ok());
+    ids[i] = *id;
+  }
+  int accepted = 0;
+  for (int step = 0; step < 6000 / TERN_TEST_SCALE && accepted < kMax; ++step) {
+    AgentId to = ids[rng.below(3)];
+    std::uint64_t r = rng.below(100);
+    if (r < 50) {
+      int k = accepted;
+      auto rid = f.rt.request(to, value(k), {.timeout = tern::ms(static_cast<std::int64_t>(rng.below(30)) + 1)},
+                              [k](Result<Message>) { ++outcomes[k]; });
+      if (rid.ok()) {
+        ++accepted;
+      } else {
+        EXPECT_TRUE(rid.error() == Errc::full || rid.error() == Errc::closed);
+      }
+    } else if (r < 70) {
+      (void)f.rt.send(to, value(rng.below(10) == 0 ? -1 : 1));
+    } else if (r < 72) {
+      (void)f.rt.stop(to);
+    } else {
+      f.advance(tern::ms(static_cast<std::int64_t>(rng.below(10))));
+    }
+  }
+  f.advance(tern::seconds(1));
+  f.rt.shutdown();
+  for (int i = 0; i < accepted; ++i) ASSERT_EQ(outcomes[i], 1);
+  EXPECT_GT(accepted, 100);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+  EXPECT_EQ(f.rt.timers_in_use(), 0u);
+  EXPECT_EQ(f.rt.messages_in_use(), 0u);
+  for (auto& w : workers) w.reset();
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
+}
+
+}  // namespace
