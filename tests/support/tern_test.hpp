@@ -1,6 +1,7 @@
 // One way to write a portable test: GoogleTest's names. On hosts with GoogleTest this is
 // GoogleTest; on bare metal (TERN_MINITEST) the in-tree runner provides the same subset
-// (TEST, EXPECT_*/ASSERT_* comparisons, no streaming of extra messages).
+// (TEST, EXPECT_*/ASSERT_* comparisons, streaming of strings and numbers; stream
+// errc_name(e) rather than an Errc, which GoogleTest cannot print).
 #pragma once
 
 #if defined(TERN_MINITEST)

@@ -1,0 +1,27 @@
+// Not API: the Cortex-M port's per-reactor state, visible only so that a
+// Reactor can be allocated statically. Use the functions in
+// tern/port/cortex_m.hpp instead.
+#pragma once
+
+namespace tern {
+class Reactor;
+}
+
+namespace tern::detail {
+
+// Bare metal has no file descriptors; port::watch() always answers unsupported.
+// One slot (not zero) so that a reactor's slot table is never a zero-length
+// array and Reactor::watch() reaches port::watch() and reports `unsupported`,
+// not `full`. A board port with its own network stack raises this to its socket
+// count.
+constexpr int kPortMaxWatches = 1;
+
+struct PortState {
+  // Set by port::wake() (from an ISR or from the loop itself), cleared by
+  // port::wait() when it returns because of it. A byte store is atomic on
+  // Cortex-M, and wait() tests-and-clears it with interrupts masked.
+  volatile bool wake_pending = false;
+  Reactor* owner = nullptr;
+};
+
+}  // namespace tern::detail

@@ -1,0 +1,75 @@
+// Real Reactor on the Cortex-M port: sleeps in WFI, wakes only for SysTick; an Inbox
+// fed from the TIMER0 interrupt delivers in order.
+#include "minitest.hpp"
+#include "tern/port/cortex_m.hpp"
+#include "tern/reactor/reactor.hpp"
+
+namespace {
+
+TEST(CortexMReactor, IdleLoopSleepsInWfiAndOnlySysTickRuns) {
+  tern::Reactor reactor;
+  int fired = 0;
+  auto far = reactor.after(tern::seconds(3600), [&] { ++fired; });
+  ASSERT_TRUE(far.ok());
+  auto stop = reactor.after(tern::ms(300), [&] { ++fired; reactor.stop(); });
+  ASSERT_TRUE(stop.ok());
+  const auto systicks0 = tern::cortex_m::systick_count();
+  const auto wfis0 = tern::cortex_m::wfi_count();
+  const auto irqs0 = tern::cortex_m::periodic_irq_count();
+  reactor.run();
+  const auto systicks = tern::cortex_m::systick_count() - systicks0;
+  const auto wfis = tern::cortex_m::wfi_count() - wfis0;
+  EXPECT_EQ(fired, 1);
+  EXPECT_EQ(tern::cortex_m::periodic_irq_count(), irqs0);  // nothing else interrupted
+  // Every WFI was ended by a SysTick and every SysTick ended a WFI (a few more SysTicks may land while the loop runs).
+  EXPECT_GE(wfis + 3, systicks);
+  EXPECT_LE(wfis, systicks + 1);
+  EXPECT_GE(systicks, 290u);
+  EXPECT_LE(reactor.stats().turns, 3u) << "the loop polled: turns=" << reactor.stats().turns;
+  std::printf("  300 ms idle: %lu SysTicks, %lu WFIs, %lu loop turns\n", (unsigned long)systicks,
+              (unsigned long)wfis, (unsigned long)reactor.stats().turns);
+}
+
+tern::Inbox<std::uint32_t, 16>* g_inbox = nullptr;
+volatile std::uint32_t g_seq = 0;
+void on_timer_irq() {
+  g_seq = g_seq + 1;
+  (void)g_inbox->push(g_seq);
+}
+
+TEST(CortexMReactor, InboxFedFromTimerInterruptDeliversInOrder) {
+  tern::Reactor reactor;
+  struct Seen { std::uint32_t received = 0, last = 0; bool in_order = true; } seen;
+  tern::Inbox<std::uint32_t, 16> inbox(reactor, [s = &seen](std::uint32_t& v) {
+    s->in_order = s->in_order && v == s->last + 1;
+    s->last = v;
+    ++s->received;
+  });
+  auto& received = seen.received;
+  auto& in_order = seen.in_order;
+  g_inbox = &inbox;
+  g_seq = 0;
+  auto stop = reactor.after(tern::ms(200), [&] { reactor.stop(); });
+  ASSERT_TRUE(stop.ok());
+  ASSERT_EQ(tern::cortex_m::start_periodic_irq(tern::ms(10), on_timer_irq), tern::Errc::ok);
+  reactor.run();
+  tern::cortex_m::stop_periodic_irq();
+  reactor.run_until_idle();
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(received, g_seq);
+  EXPECT_GE(received, 1u);  // how many depends on emulation speed: not asserted
+  EXPECT_EQ(inbox.rejected(), 0u);
+  std::printf("  200 ms: %lu items from TIMER0, %lu loop turns, heap used %u\n",
+              (unsigned long)received, (unsigned long)reactor.stats().turns,
+              (unsigned)tern::cortex_m::heap_used());
+}
+
+TEST(CortexMReactor, WatchIsUnsupported) {
+  tern::Reactor reactor;
+  auto w = reactor.watch(0, tern::kReadable, [](unsigned) {});
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error(), tern::Errc::unsupported);
+  EXPECT_EQ(reactor.stop_on_signals(), tern::Errc::unsupported);
+}
+
+}  // namespace
