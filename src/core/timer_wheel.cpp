@@ -34,7 +34,10 @@ TimerWheel::~TimerWheel() {
 
 std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
   if (t.us <= 0) return 0;
-  return (static_cast<std::uint64_t>(t.us) + tick_us_ - 1) / tick_us_;
+  auto us = static_cast<std::uint64_t>(t.us);
+  // The default 1 ms tick divides by a constant, which compiles to a multiply.
+  if (tick_us_ == 1000) return (us + 999) / 1000;
+  return (us + tick_us_ - 1) / tick_us_;
 }
 
 void TimerWheel::link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot) {
