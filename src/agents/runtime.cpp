@@ -25,30 +25,56 @@ bool matches(const char* prefix, const char* name) {
 
 // ---- Reply ----
 
+Reply::Reply(Runtime* rt, RequestId id, AgentId requester, AgentId responder)
+    : runtime_(rt), id_(id), requester_(requester), responder_(responder) {
+  link();
+}
+
+void Reply::link() {
+  if (!runtime_) return;
+  prev_ = nullptr;
+  next_ = runtime_->live_replies_;
+  if (next_) next_->prev_ = this;
+  runtime_->live_replies_ = this;
+}
+
+void Reply::unlink() {
+  if (!runtime_) return;
+  if (prev_) {
+    prev_->next_ = next_;
+  } else {
+    runtime_->live_replies_ = next_;
+  }
+  if (next_) next_->prev_ = prev_;
+  prev_ = next_ = nullptr;
+}
+
 Reply& Reply::operator=(Reply&& o) noexcept {
   if (this != &o) {
-    if (pending()) (void)fail(Errc::no_reply);
+    if (pending()) (void)answer(Message{}, false);
     take(o);
   }
   return *this;
 }
 
 Reply::~Reply() {
-  if (pending()) (void)fail(Errc::no_reply);
+  if (pending()) (void)answer(Message{}, false);
 }
 
 void Reply::take(Reply& o) {
+  o.unlink();
   runtime_ = o.runtime_;
   id_ = o.id_;
   requester_ = o.requester_;
   responder_ = o.responder_;
   o.runtime_ = nullptr;
+  link();
 }
 
 Errc Reply::ok(Message msg) {
   msg.kind = MessageKind::reply;
   msg.status = Errc::ok;
-  return answer(std::move(msg));
+  return answer(std::move(msg), true);
 }
 
 Errc Reply::fail(Errc e) {
@@ -56,18 +82,25 @@ Errc Reply::fail(Errc e) {
   Message msg;
   msg.kind = MessageKind::error;
   msg.status = e;
-  return answer(std::move(msg));
+  return answer(std::move(msg), true);
 }
 
-Errc Reply::answer(Message msg) {
+// explicit_answer false: the Reply is being dropped unanswered (no_reply).
+Errc Reply::answer(Message msg, bool explicit_answer) {
   if (!runtime_) return Errc::closed;
   Runtime* rt = runtime_;
+  unlink();
   runtime_ = nullptr;  // answered, whatever happens next
+  if (!explicit_answer) {
+    msg.kind = MessageKind::error;
+    msg.status = Errc::no_reply;
+  }
   msg.sender = responder_;
   msg.receiver = requester_;
   msg.correlation = id_;
   if (!rt->pending_.pending(id_)) {
-    // The requester already has its outcome (timeout, cancel, its stop).
+    if (!explicit_answer) return Errc::late;  // nobody waits, and nothing was said
+    // The requester already has its outcome (timeout, cancel, a stop).
     ++rt->stats_.replies_late;
     if (auto* s = rt->slot(responder_)) ++s->counters.late_replies;
     return Errc::late;
@@ -169,6 +202,13 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
 
 Runtime::~Runtime() {
   if (!shut_down_) shutdown(Duration::zero());
+  // Replies still held by agents outlive us: empty them so they answer nothing.
+  while (live_replies_) {
+    Reply* r = live_replies_;
+    live_replies_ = r->next_;
+    r->runtime_ = nullptr;
+    r->prev_ = r->next_ = nullptr;
+  }
   reactor_.wheel().cancel(dispatch_timer_);
   replies_->clear();
   delete replies_;
@@ -199,7 +239,6 @@ Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   s.mailbox.capacity = options.mailbox;
   s.start_order = id;
   nodes_reserved_ += options.mailbox;
-  for (std::size_t w = 0; w < config_.max_wildcards; ++w) (void)w;
   Context ctx(*this, id);
   s.in_handler = true;
   agent.on_start(ctx);
@@ -271,7 +310,7 @@ bool Runtime::dequeue(AgentSlot& s, Message* out) {
 }
 
 Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
-  if (shutting_down_) return Errc::shutdown;
+  if (shutting_down_ || draining_) return Errc::shutdown;
   AgentSlot* s = slot(to);
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
@@ -345,7 +384,16 @@ Errc Runtime::subscribe(AgentId agent, const char* pattern) {
 
 PublishResult Runtime::publish_from(AgentId from, TopicId topic, Message msg) {
   PublishResult r;
-  if (shutting_down_ || topic >= topic_count_) return r;
+  if (shutting_down_ || draining_) {
+    r.status = Errc::shutdown;
+    ++stats_.publish_refused;
+    return r;
+  }
+  if (topic >= topic_count_) {
+    r.status = Errc::not_found;
+    ++stats_.publish_refused;
+    return r;
+  }
   msg.topic = topic;
   msg.sender = from;
   msg.kind = MessageKind::event;
@@ -373,7 +421,7 @@ PublishResult Runtime::publish_from(AgentId from, TopicId topic, Message msg) {
 
 Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                                         RequestOptions options, ReplyCallback on_reply) {
-  if (shutting_down_) return Errc::shutdown;
+  if (shutting_down_ || draining_) return Errc::shutdown;
   if (!on_reply) return Errc::invalid_argument;
   AgentSlot* target = slot(to);
   if (!target) return Errc::not_found;
@@ -563,7 +611,6 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   // Its own requests.
   pending_.cancel_all(&s);
   // Requests others made to it: their answers can no longer come.
-  for (std::size_t i = 0; i < pending_.capacity(); ++i) (void)i;
   pending_.for_each_pending([&](RequestId rid, const void*) {
     if (request_meta_[rid.slot()].target == id) (void)pending_.cancel(rid);
   });
@@ -648,8 +695,9 @@ void Runtime::shutdown(Duration grace) {
   if (shut_down_) return;
   bool inside_callback = false;
   for (std::size_t k = 0; k < agent_count_; ++k) inside_callback |= agents_[k].in_handler;
+  draining_ = true;  // new sends, publishes and requests are refused from here on
   if (!inside_callback && grace > Duration::zero()) {
-    // Let queued work finish; no new work from outside is accepted meanwhile.
+    // Let queued work and requests in flight finish.
     Instant deadline = reactor_.now() + grace;
     while (!quiescent() && reactor_.now() < deadline) {
       if (reactor_.config().manual_clock) {

@@ -36,8 +36,9 @@ class Reply {
   ~Reply();
 
   // Answers with `msg` (kind reply). Returns ok; late if the requester's request already
-  // ended (timeout, cancel): the answer is dropped and counted; closed if this Reply
-  // has already answered or is empty.
+  // ended (timeout, cancel, the responder's stop): the answer is dropped and counted;
+  // closed if this Reply has already answered or is empty. (A Reply destroyed unsent
+  // after its request ended answers nothing and counts nothing.)
   Errc ok(Message msg = Message{});
   // Answers with error `e` (not ok). Same returns as ok(); invalid_argument for Errc::ok.
   Errc fail(Errc e);
@@ -50,12 +51,17 @@ class Reply {
  private:
   friend class Runtime;
   friend class Context;
-  Reply(Runtime* rt, RequestId id, AgentId requester, AgentId responder)
-      : runtime_(rt), id_(id), requester_(requester), responder_(responder) {}
+  Reply(Runtime* rt, RequestId id, AgentId requester, AgentId responder);
   void take(Reply& o);
-  Errc answer(Message msg);
+  void link();
+  void unlink();
+  Errc answer(Message msg, bool explicit_answer);
 
+  // Live Replies are listed in their Runtime, which empties them when it is destroyed
+  // (so a Reply kept past the Runtime answers nothing instead of touching freed memory).
   Runtime* runtime_ = nullptr;
+  Reply* prev_ = nullptr;
+  Reply* next_ = nullptr;
   RequestId id_;
   AgentId requester_ = kNoAgent;
   AgentId responder_ = kNoAgent;
@@ -122,6 +128,7 @@ struct AgentTimerId {
 };
 
 struct PublishResult {
+  Errc status = Errc::ok;       // not_found (unknown topic), shutdown; ok otherwise
   std::uint16_t delivered = 0;  // mailboxes that took the message
   std::uint16_t dropped = 0;    // subscribers whose mailbox was full (each counted)
 };
@@ -129,6 +136,9 @@ struct PublishResult {
 // What a handler acts through. Valid only during the call it was passed to.
 class Context {
  public:
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
   AgentId self() const { return self_; }
   Runtime& runtime() { return runtime_; }
   Instant now() const;

@@ -51,6 +51,7 @@ struct RuntimeStats {
   std::uint64_t restarts = 0;
   std::uint64_t escalations = 0;
   std::uint64_t flushed = 0;            // queued events discarded when an agent stopped
+  std::uint64_t publish_refused = 0;    // publish() to an unknown topic or during shutdown
 };
 
 enum class AgentState : std::uint8_t { unused, running, stopped };
@@ -96,8 +97,9 @@ class Runtime {
   // after that handler returns. Errors: not_found, closed (already stopped).
   Errc stop(AgentId agent, Errc reason = Errc::ok);
 
-  // Refuses new work, lets queued work run for up to `grace` (only when called
-  // outside the reactor's callbacks), then stops every agent in reverse start order.
+  // Refuses new work (send, publish, request: Errc::shutdown), lets queued work and
+  // requests in flight finish for up to `grace` (only when called outside the
+  // reactor's callbacks), then stops every agent in reverse start order.
   // Afterwards every table reports zero in use.
   void shutdown(Duration grace = Duration::zero());
   bool shut_down() const { return shut_down_; }
@@ -233,6 +235,8 @@ class Runtime {
   Timer dispatch_timer_;
   std::size_t rr_cursor_ = 0;
   bool shutting_down_ = false;
+  bool draining_ = false;
+  Reply* live_replies_ = nullptr;
   bool shut_down_ = false;
   Errc group_reason_[256] = {};
   EscalationHandler on_escalate_;

@@ -147,6 +147,9 @@ class Reactor {
   // Thread- and interrupt-safe: makes a blocked wait return promptly.
   void wake();
 
+  // Not API: the port backend's state, for port-specific layers (net/ on Linux).
+  detail::PortState& port_state() { return port_; }
+
  private:
   friend class TimerHandle;
   friend class InboxBase;
