@@ -24,8 +24,11 @@ def count(path):
 
 
 def main(argv):
+    p = f = 0
+    if argv and argv[0] == "--extra":  # results of runs that write no testlog (fuzz)
+        p, f = int(argv[1]), int(argv[2])
+        argv = argv[3:]
     if argv and argv[0] == "--total":
-        p = f = 0
         for path in argv[1:]:
             a, b = count(path)
             p += a

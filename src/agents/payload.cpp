@@ -22,8 +22,8 @@ Errc Payload::resize(std::size_t n) {
   return Errc::ok;
 }
 
-void Payload::reset() {
-  if (block_ && --block_->refs == 0) block_->pool->release(block_);
+void Payload::release_ref() {
+  if (--block_->refs == 0) block_->pool->release(block_);
   block_ = nullptr;
 }
 
@@ -48,7 +48,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config) {
     // The data starts right after the header; header size keeps blocks aligned.
     std::size_t stride = sizeof(detail::PayloadBlock) + round_up(k.block_size);
     for (std::uint32_t j = 0; j < k.count; ++j, p += stride) {
-      auto* b = new (p) detail::PayloadBlock{this, k.free, 0, 0, static_cast<std::uint8_t>(i)};
+      auto* b = new (p) detail::PayloadBlock{this, {k.free}, 0, static_cast<std::uint8_t>(i)};
       k.free = b;
     }
     k.free_count = k.count;
@@ -79,7 +79,6 @@ Result<Payload> PayloadPool::make(std::size_t size) {
     detail::PayloadBlock* b = k.free;
     k.free = b->next_free;
     --k.free_count;
-    b->next_free = nullptr;
     b->refs = 1;
     b->size = static_cast<std::uint32_t>(size);
     ++stats_.allocated;

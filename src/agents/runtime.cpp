@@ -109,19 +109,18 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
   return Errc::ok;
 }
 
+// msg.correlation is reply.id_ (Reply::answer set it): the queue holds messages only.
 void Runtime::answer(Reply& reply, Message msg) {
-  if (replies_->push(QueuedReply{reply.id_, std::move(msg)}) == Errc::ok) {
+  if (replies_->push(std::move(msg)) == Errc::ok) {
     schedule();
     return;
   }
   // The queue is sized for every request in flight twice over; if it is full anyway,
-  // complete at once rather than lose the answer.
-  QueuedReply direct{reply.id_, std::move(msg)};
-  Message m = std::move(direct.msg);
-  if (m.kind == MessageKind::reply) {
-    (void)pending_.complete(direct.id, std::move(m));
+  // complete at once rather than lose the answer. A refused push took nothing from msg.
+  if (msg.kind == MessageKind::reply) {
+    (void)pending_.complete(reply.id_, std::move(msg));
   } else {
-    (void)pending_.fail(direct.id, m.status);
+    (void)pending_.fail(reply.id_, msg.status);
   }
 }
 
@@ -181,10 +180,10 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
   free_node_ = config_.max_messages ? 0 : kNil;
   request_meta_ = allocate_array<RequestMeta>(pending_.capacity());
   std::size_t reply_capacity = 2 * pending_.capacity();
-  reply_storage_ = ::operator new(sizeof(QueuedReply) * reply_capacity,
-                                  std::align_val_t(alignof(QueuedReply)), std::nothrow);
+  reply_storage_ = ::operator new(sizeof(Message) * reply_capacity,
+                                  std::align_val_t(alignof(Message)), std::nothrow);
   if (!reply_storage_) panic("Runtime: out of memory at start-up");
-  replies_ = new (std::nothrow) RingBuffer<QueuedReply>(reply_storage_, reply_capacity);
+  replies_ = new (std::nothrow) RingBuffer<Message>(reply_storage_, reply_capacity);
   if (!replies_) panic("Runtime: out of memory at start-up");
   timers_ = allocate_array<TimerEntry>(config_.max_timers);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -212,7 +211,7 @@ Runtime::~Runtime() {
   reactor_.wheel().cancel(dispatch_timer_);
   replies_->clear();
   delete replies_;
-  ::operator delete(reply_storage_, std::align_val_t(alignof(QueuedReply)));
+  ::operator delete(reply_storage_, std::align_val_t(alignof(Message)));
   for (std::size_t i = 0; i < config_.max_timers; ++i) reactor_.wheel().cancel(timers_[i].timer);
 }
 
@@ -299,7 +298,7 @@ bool Runtime::dequeue(AgentSlot& s, Message* out) {
     mb.head[level] = nodes_[i].next;
     if (mb.head[level] == kNil) mb.tail[level] = kNil;
     *out = std::move(nodes_[i].msg);
-    nodes_[i].msg = Message{};
+    // The move emptied the node's payload; enqueue overwrites the other fields.
     nodes_[i].next = free_node_;
     free_node_ = i;
     --nodes_in_use_;
@@ -433,7 +432,8 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   }
   Result<RequestId> id = pending_.start(
       reactor_.now() + options.timeout,
-      [this, cb = std::move(on_reply), from](Result<Message> r) mutable {
+      // Captured in this order so that it packs into Pending's callback storage.
+      [cb = std::move(on_reply), this, from](Result<Message> r) mutable {
         if (AgentSlot* s = slot(from)) {
           if (r.ok()) {
             ++s->counters.requests_ok;
@@ -517,15 +517,28 @@ void Runtime::schedule() {
 void Runtime::on_dispatch(void* context) { static_cast<Runtime*>(context)->dispatch(); }
 
 void Runtime::dispatch() {
+  // Several passes in one reactor turn while work remains (each pass is fair: at most
+  // dispatch_budget messages per agent), capped so I/O and timers still get their turn.
+  constexpr std::uint64_t kMaxCallsPerTurn = 256;
+  const std::uint64_t start = stats_.delivered;
+  bool more;
+  do {
+    more = dispatch_pass();
+  } while (more && stats_.delivered - start < kMaxCallsPerTurn);
+  if (more) schedule();
+}
+
+bool Runtime::dispatch_pass() {
   // Replies first: they end requests, which frees table slots for new work.
   std::size_t n = replies_->size();
   for (std::size_t i = 0; i < n; ++i) {
-    Result<QueuedReply> q = replies_->pop();
+    Result<Message> q = replies_->pop();
     if (!q) break;
-    if (q->msg.kind == MessageKind::reply) {
-      if (pending_.complete(q->id, std::move(q->msg)) == Errc::late) ++stats_.replies_late;
+    const RequestId id = q->correlation;
+    if (q->kind == MessageKind::reply) {
+      if (pending_.complete(id, std::move(*q)) == Errc::late) ++stats_.replies_late;
     } else {
-      if (pending_.fail(q->id, q->msg.status) == Errc::late) ++stats_.replies_late;
+      if (pending_.fail(id, q->status) == Errc::late) ++stats_.replies_late;
     }
   }
   for (std::size_t k = 0; k < agent_count_; ++k) {
@@ -545,7 +558,7 @@ void Runtime::dispatch() {
     more = (agents_[k].state == AgentState::running && agents_[k].mailbox.count) ||
            agents_[k].restart_pending;
   }
-  if (more) schedule();
+  return more;
 }
 
 void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {

@@ -40,6 +40,11 @@ std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
   return (us + tick_us_ - 1) / tick_us_;
 }
 
+// ticks_ceil(t.deadline_) <= tick, without the division.
+bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
+  return t.deadline_.us <= 0 || static_cast<std::uint64_t>(t.deadline_.us) <= tick * tick_us_;
+}
+
 void TimerWheel::link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot) {
   t.next_ = head;
   if (head) head->pprev_ = &t.next_;
@@ -55,7 +60,7 @@ void TimerWheel::unlink(Timer& t) {
   if (t.where_ < kLevels && slots_[t.where_][t.slot_] == nullptr) {
     occupied_[t.where_] &= ~(std::uint64_t{1} << t.slot_);
   }
-  if (cache_valid_ && t.due_tick_ <= cached_next_) cache_valid_ = false;
+  if (cache_valid_ && due_by(t, cached_next_)) cache_valid_ = false;
   t.next_ = nullptr;
   t.pprev_ = nullptr;
   t.where_ = Timer::kIdle;
@@ -64,8 +69,7 @@ void TimerWheel::unlink(Timer& t) {
 // Files `t` by its due tick relative to current_. Timers due at or before current_ go to
 // the ready list, except while cascading tick current_ itself, when they belong in the
 // level-0 slot about to fire.
-void TimerWheel::place(Timer& t) {
-  std::uint64_t due = t.due_tick_;
+void TimerWheel::place(Timer& t, std::uint64_t due) {
   if (due <= current_) {
     link(ready_, t, Timer::kReady, 0);
     return;
@@ -88,11 +92,11 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
   }
   if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
   t.deadline_ = deadline;
-  t.due_tick_ = ticks_ceil(deadline);
-  place(t);
+  std::uint64_t due = ticks_ceil(deadline);
+  place(t, due);
   ++count_;
   if (cache_valid_) {
-    std::uint64_t due = t.due_tick_ > current_ ? t.due_tick_ : current_;
+    if (due < current_) due = current_;
     if (due < cached_next_) cached_next_ = due;
   }
 }
@@ -141,12 +145,13 @@ void TimerWheel::cascade_at(std::uint64_t tick) {
     while (reversed) {
       Timer* t = reversed;
       reversed = t->next_;
-      if (t->due_tick_ == current_) {
+      std::uint64_t due = ticks_ceil(t->deadline_);
+      if (due == current_) {
         auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
         link(slots_[0][slot], *t, 0, slot);
         occupied_[0] |= std::uint64_t{1} << slot;
       } else {
-        place(*t);
+        place(*t, due);
       }
     }
   };
@@ -208,11 +213,15 @@ Instant TimerWheel::next_expiry() {
   if (cache_valid_) return to_instant(cached_next_);
   std::uint64_t next = 0;
   bool found = false;
+  // The due tick grows with the deadline: find the earliest deadline, divide once.
   auto earliest_in = [&](const Timer* t) {
-    for (; t; t = t->next_) {
-      if (!found || t->due_tick_ < next) next = t->due_tick_;
-      found = true;
+    if (!t) return;
+    Instant first = t->deadline_;
+    for (t = t->next_; t; t = t->next_) {
+      if (t->deadline_ < first) first = t->deadline_;
     }
+    next = ticks_ceil(first);
+    found = true;
   };
   if (occupied_[0]) {
     next = (current_ & ~std::uint64_t{kSlots - 1}) |

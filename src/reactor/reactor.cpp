@@ -237,8 +237,9 @@ Errc Reactor::stop_on_signals() { return port::stop_on_signals(port_); }
 // ---- the loop ----
 
 void Reactor::stop() {
+  // Called on the loop's own thread (a callback): run() checks the flag after this
+  // turn, so no wake-up is needed — one here would end the next wait for nothing.
   stop_requested_ = true;
-  port::wake(port_);
 }
 
 std::size_t Reactor::run_due() {

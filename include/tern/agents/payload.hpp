@@ -25,8 +25,10 @@ namespace detail {
 // Not API: the header in front of every payload block.
 struct alignas(alignof(std::max_align_t)) PayloadBlock {  // keeps the bytes after it aligned
   PayloadPool* pool;
-  PayloadBlock* next_free;
-  std::uint32_t size;      // bytes in use
+  union {
+    PayloadBlock* next_free;  // while in the pool
+    std::uint32_t size;       // while in use: bytes in use
+  };
   std::uint32_t refs;
   std::uint8_t size_class;
 };
@@ -72,7 +74,9 @@ class Payload {
   Errc resize(std::size_t n);
   // How many Payloads share this buffer (0 for an empty Payload).
   std::uint32_t refs() const { return block_ ? block_->refs : 0; }
-  void reset();
+  void reset() {
+    if (block_) release_ref();  // inline: nearly every reset is of an empty Payload
+  }
   void swap(Payload& o) noexcept {
     detail::PayloadBlock* t = block_;
     block_ = o.block_;
@@ -81,6 +85,7 @@ class Payload {
 
  private:
   friend class PayloadPool;
+  void release_ref();
   explicit Payload(detail::PayloadBlock* b) : block_(b) {}
   detail::PayloadBlock* block_ = nullptr;
 };

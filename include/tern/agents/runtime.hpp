@@ -82,6 +82,14 @@ class Runtime {
     return request_from(kNoAgent, to, std::move(msg), options, std::move(on_reply));
   }
 
+  // The same again, acting as agent `from`: for an agent's own code that runs outside
+  // a handler (a Retrier attempt, a Batcher flush, a Reactor timer) so that what it
+  // starts is owned by, counted for, and cancelled with that agent.
+  Errc send_from(AgentId from, AgentId to, Message msg);
+  PublishResult publish_from(AgentId from, TopicId topic, Message msg);
+  Result<RequestId> request_from(AgentId from, AgentId to, Message msg, RequestOptions options,
+                                 ReplyCallback on_reply);
+
   // Interns a topic name (<= 31 chars). Same name, same id.
   // Errors: full (max_topics), too_large (long name), invalid_argument (empty).
   Result<TopicId> topic(const char* name);
@@ -130,7 +138,7 @@ class Runtime {
   static constexpr NodeIndex kNil = 0xFFFF;
 
   struct Node {
-    Message msg;
+    [[no_unique_address]] Message msg;  // next fits in its tail padding
     NodeIndex next = kNil;
   };
   struct Mailbox {
@@ -155,13 +163,13 @@ class Runtime {
     std::uint16_t start_order = 0;
   };
   struct TimerEntry {
-    Timer timer;
+    [[no_unique_address]] Timer timer;  // generation, owner, active fit in its tail padding
+    std::uint32_t generation = 1;
+    AgentId owner = kNoAgent;
+    bool active = false;
     AgentTimerCallback cb;
     Runtime* runtime = nullptr;
-    AgentId owner = kNoAgent;
-    std::uint32_t generation = 1;
     std::uint32_t next_free = 0;
-    bool active = false;
   };
   struct Topic {
     char name[kTopicNameMax + 1] = {};
@@ -172,19 +180,11 @@ class Runtime {
     AgentId agent = kNoAgent;
     bool used = false;
   };
-  struct QueuedReply {
-    RequestId id;
-    Message msg;
-  };
   struct RequestMeta {
     AgentId target = kNoAgent;
     AgentId requester = kNoAgent;
   };
 
-  Errc send_from(AgentId from, AgentId to, Message msg);
-  PublishResult publish_from(AgentId from, TopicId topic, Message msg);
-  Result<RequestId> request_from(AgentId from, AgentId to, Message msg, RequestOptions options,
-                                 ReplyCallback on_reply);
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
   bool cancel_timer(AgentTimerId id);
   static void on_agent_timer(void* context);
@@ -198,6 +198,7 @@ class Runtime {
   void schedule();
   static void on_dispatch(void* context);
   void dispatch();
+  bool dispatch_pass();
   void deliver(AgentId id, AgentSlot& s, Message& msg);
   void after_handler(AgentId id, AgentSlot& s);
   void terminate(AgentId id, Errc reason, bool failure);
@@ -219,13 +220,14 @@ class Runtime {
   NodeIndex free_node_ = kNil;
   std::size_t nodes_in_use_ = 0;
   std::size_t nodes_reserved_ = 0;
-  // Room for the requester's callback plus the runtime's bookkeeping around it.
-  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 4 * sizeof(void*)>;
+  // Room for the requester's callback plus the runtime's bookkeeping around it (see
+  // request_from: the callback, `this` and the requester's id).
+  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*)>;
   std::unique_ptr<Pending::Slot[]> pending_slots_;  // outlives pending_
   Pending pending_;
   std::unique_ptr<RequestMeta[]> request_meta_;
   void* reply_storage_ = nullptr;
-  RingBuffer<QueuedReply>* replies_ = nullptr;
+  RingBuffer<Message>* replies_ = nullptr;  // answers; msg.correlation names the request
   std::unique_ptr<TimerEntry[]> timers_;
   std::uint32_t free_timer_ = 0;
   std::size_t timers_in_use_ = 0;

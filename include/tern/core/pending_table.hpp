@@ -65,7 +65,6 @@ class PendingTableBase {
     const std::size_t N = capacity_;
     for (std::size_t i = 0; i < N; ++i) {
       slots_[i].table = this;
-      slots_[i].index = static_cast<std::uint32_t>(i);
       slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
       slots_[i].timer.set_callback(&PendingTableBase::on_deadline, &slots_[i]);
     }
@@ -93,7 +92,7 @@ class PendingTableBase {
     if (deadline != Instant::never()) wheel_.arm(s.timer, deadline);
     ++stats_.started;
     if (++stats_.in_use > stats_.high_water) stats_.high_water = stats_.in_use;
-    return RequestId::make(s.index, s.generation);
+    return RequestId::make(index_of(s), s.generation);
   }
 
   // Ends request `id` with `value`. Returns ok; late if it already ended (the value is
@@ -152,23 +151,28 @@ class PendingTableBase {
   void for_each_pending(F&& f) const {
     for (std::size_t i = 0; i < capacity_; ++i) {
       const Slot& s = slots_[i];
-      if (s.active) f(RequestId::make(s.index, s.generation), s.owner);
+      if (s.active) f(RequestId::make(static_cast<std::uint32_t>(i), s.generation), s.owner);
     }
   }
 
-  // Not API: the slot layout, public only so storage can be allocated for it.
+  // Not API: the slot layout, public only so storage can be allocated for it. Packed
+  // for 32-bit targets: active and generation sit in the Timer's tail padding, the slot
+  // index is the slot's position, and a slot has an owner only while active and a
+  // next free slot only while free.
   struct Slot {
-    Timer timer;
-    Callback on_done;
-    Owner owner = nullptr;
-    PendingTableBase* table = nullptr;
-    std::uint32_t index = 0;
-    std::uint32_t generation = 1;
-    std::uint32_t next_free = 0;
+    [[no_unique_address]] Timer timer;
     bool active = false;
+    std::uint32_t generation = 1;
+    Callback on_done;
+    PendingTableBase* table = nullptr;
+    union {
+      Owner owner = nullptr;    // while active
+      std::uint32_t next_free;  // while free
+    };
   };
 
  private:
+  std::uint32_t index_of(const Slot& s) const { return static_cast<std::uint32_t>(&s - slots_); }
 
   Slot* lookup(RequestId id) const {
     std::uint32_t i = id.slot();
@@ -199,7 +203,7 @@ class PendingTableBase {
     ++s.generation;
     if (s.generation == 0) s.generation = 1;
     s.next_free = free_;
-    free_ = s.index;
+    free_ = index_of(s);
     --stats_.in_use;
     cb(std::move(outcome));
   }

@@ -156,10 +156,10 @@ class Reactor {
   friend void detail::reactor_io_ready(Reactor&, int, unsigned);
 
   struct TimerEntry {
-    Timer timer;
+    [[no_unique_address]] Timer timer;  // generation fits in its tail padding
+    std::uint32_t generation = 1;
     Callback cb;
     Reactor* reactor = nullptr;
-    std::uint32_t generation = 1;
     std::uint32_t next_free = 0;
   };
   struct WatchEntry {

@@ -1,0 +1,392 @@
+// footprint: the RAM that tern's reference configuration takes on the Cortex-M3
+// (docs/FOOTPRINT.md; scripts/footprint builds this program at -Os and runs it under
+// qemu). The reference configuration (issue 7):
+//
+//   8 agents with 16-message mailboxes  RuntimeConfig{max_agents 8, max_messages 128}
+//   64 pending requests                 RuntimeConfig::max_pending 64
+//   256 timers                          ReactorConfig::max_timers 256
+//   32 payload buffers of 64 bytes      PayloadConfig{{64, 32}}
+//
+// and, for the knobs the issue does not name, the small values an agents-only firmware
+// would pick: 16 agent timers (Context::after), 16 posted calls, 8 topics, 2 wildcard
+// subscriptions, 1 watch slot (the port's maximum).
+//
+// What it measures, in this order:
+//   1. newlib's own heap (stdio buffers, taken at the first printf): not tern's;
+//   2. the Reactor and the Runtime, constructed in static storage (.bss) so that
+//      sizeof() is the RAM they take, plus every byte they request from the heap at
+//      construction (operator new is replaced here to count exact requests; newlib's
+//      malloc headers and _sbrk growth are reported beside it);
+//   3. that the configuration really holds what it claims: 256 reactor timers, 64
+//      requests in flight, 128 queued messages, 32 payloads are all taken at once (and
+//      one more of each is refused with Errc::full), then drained, with the heap flat;
+//   4. the stack that tern's calls used during 2-3 (painted, then scanned);
+//   5. shutdown() leaves every table at zero.
+// It prints "FOOTPRINT key value" lines for scripts/footprint and exits 0 only if
+// every check held. The static .data/.bss of libtern.a's own objects come from the
+// linker map (scripts/footprint reads cortex_m_footprint.map).
+//
+// Built with -fno-access-control so that it can print the sizes of internal layouts
+// (Reactor::TimerEntry, Runtime::Node, ...). Nothing else here depends on that.
+#include <malloc.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
+
+#include "tern/agents/agent.hpp"
+#include "tern/agents/runtime.hpp"
+#include "tern/port/cortex_m.hpp"
+#include "tern/reactor/reactor.hpp"
+
+// ---- counting every heap request ----
+
+namespace {
+
+struct HeapLog {
+  bool on = false;
+  std::size_t requested = 0;  // bytes asked for while `on`
+  std::size_t calls = 0;
+  std::size_t live = 0;       // bytes asked for and not yet freed (any time)
+  std::size_t counting = 0;   // bytes this file adds to each block to count it
+};
+HeapLog g_heap;
+
+// Every allocation carries its requested size in front, so frees can be counted.
+constexpr std::size_t kHeader = 8;
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+  if (align < kHeader) align = kHeader;
+  auto* base = static_cast<unsigned char*>(
+      align > 8 ? memalign(align, n + align) : std::malloc(n + kHeader));
+  if (!base) return nullptr;
+  unsigned char* user = base + (align > 8 ? align : kHeader);
+  reinterpret_cast<std::size_t*>(user)[-1] = n;
+  reinterpret_cast<std::size_t*>(user)[-2] = static_cast<std::size_t>(user - base);
+  g_heap.live += n;
+  if (g_heap.on) {
+    g_heap.requested += n;
+    g_heap.counting += static_cast<std::size_t>(user - base);
+    ++g_heap.calls;
+  }
+  return user;
+}
+
+void counted_free(void* p) {
+  if (!p) return;
+  auto* user = static_cast<unsigned char*>(p);
+  g_heap.live -= reinterpret_cast<std::size_t*>(user)[-1];
+  std::free(user - reinterpret_cast<std::size_t*>(user)[-2]);
+}
+
+void* must(void* p) {
+  if (!p) {
+    std::printf("footprint: out of memory\n");
+    std::exit(3);
+  }
+  return p;
+}
+
+}  // namespace
+
+void* operator new(std::size_t n) { return must(counted_alloc(n, 8)); }
+void* operator new[](std::size_t n) { return must(counted_alloc(n, 8)); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 8); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_alloc(n, 8); }
+void* operator new(std::size_t n, std::align_val_t a) {
+  return must(counted_alloc(n, static_cast<std::size_t>(a)));
+}
+void* operator new[](std::size_t n, std::align_val_t a) {
+  return must(counted_alloc(n, static_cast<std::size_t>(a)));
+}
+void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return counted_alloc(n, static_cast<std::size_t>(a));
+}
+void operator delete(void* p) noexcept { counted_free(p); }
+void operator delete[](void* p) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { counted_free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { counted_free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { counted_free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  counted_free(p);
+}
+
+namespace {
+
+using tern::Errc;
+
+// ---- the reference configuration ----
+
+constexpr std::size_t kAgents = 8;
+constexpr std::uint16_t kMailbox = 16;
+constexpr std::size_t kPending = 64;
+constexpr std::size_t kTimers = 256;
+constexpr std::uint32_t kPayloads = 32;
+constexpr std::uint32_t kPayloadBytes = 64;
+
+tern::ReactorConfig reactor_config() {
+  tern::ReactorConfig c;
+  c.max_timers = kTimers;
+  c.max_posted = 16;
+  c.max_watches = 1;
+  return c;
+}
+
+tern::RuntimeConfig runtime_config() {
+  tern::RuntimeConfig c;
+  c.max_agents = kAgents;
+  c.max_messages = kAgents * kMailbox;
+  c.max_pending = kPending;
+  c.max_timers = 16;
+  c.max_topics = 8;
+  c.max_wildcards = 2;
+  c.payloads = tern::PayloadConfig{};
+  c.payloads.classes[0] = {kPayloadBytes, kPayloads};
+  for (int i = 1; i < tern::PayloadConfig::kMaxClasses; ++i) c.payloads.classes[i] = {0, 0};
+  return c;
+}
+
+// Static storage, constructed in main() once the baseline is taken: this is where a
+// firmware keeps them, and sizeof() is then exactly their .bss.
+alignas(tern::Reactor) unsigned char g_reactor_mem[sizeof(tern::Reactor)];
+alignas(tern::Runtime) unsigned char g_runtime_mem[sizeof(tern::Runtime)];
+
+// Answers every request at once; counts what it sees.
+class Worker final : public tern::Agent {
+ public:
+  void on_message(tern::Context&, tern::Message& m) override {
+    ++events;
+    if (!m.payload.empty()) ++with_payload;
+  }
+  void on_request(tern::Context&, tern::Message& m, tern::Reply reply) override {
+    ++requests;
+    (void)reply.ok(std::move(m));
+  }
+  int events = 0, with_payload = 0, requests = 0;
+};
+Worker g_workers[kAgents];
+
+// ---- checks ----
+
+int g_failures = 0;
+void check(bool ok, const char* what) {
+  if (!ok) {
+    ++g_failures;
+    std::printf("CHECK FAILED: %s\n", what);
+  }
+}
+
+// ---- stack high water ----
+
+extern "C" char __stack_limit[];
+constexpr unsigned char kPaint = 0xA5;
+
+char* stack_pointer() {
+  char* sp;
+  asm volatile("mov %0, sp" : "=r"(sp));
+  return sp;
+}
+
+// Paints the free stack below the caller's frame (leaving a margin for this call).
+char* paint_stack() {
+  char* top = stack_pointer() - 64;
+  for (char* p = __stack_limit; p < top; ++p) *p = static_cast<char>(kPaint);
+  return top;
+}
+
+// Bytes below `top` that were written since paint_stack().
+std::size_t stack_used_below(char* top) {
+  char* p = __stack_limit;
+  while (p < top && static_cast<unsigned char>(*p) == kPaint) ++p;
+  return static_cast<std::size_t>(top - p);
+}
+
+struct Mallinfo {
+  std::size_t in_use;  // newlib: bytes in allocated chunks, headers included
+};
+Mallinfo heap_in_use() { return Mallinfo{static_cast<std::size_t>(mallinfo().uordblks)}; }
+
+void kv(const char* key, std::size_t value) {
+  std::printf("FOOTPRINT %s %lu\n", key, static_cast<unsigned long>(value));
+}
+
+}  // namespace
+
+int main() {
+  // 1. newlib's own heap: semihosting handles and the stdio buffers at the first printf.
+  const std::size_t sbrk_at_main = tern::cortex_m::heap_used();
+  std::printf("tern footprint, reference configuration, Cortex-M3 (mps2-an385)\n");
+  const std::size_t sbrk_newlib = tern::cortex_m::heap_used();
+  const std::size_t inuse_newlib = heap_in_use().in_use;
+
+  // 2. Construction: everything tern takes for the configuration.
+  char* stack_top = paint_stack();
+  g_heap.on = true;
+  g_heap.requested = 0;
+  g_heap.calls = 0;
+  g_heap.counting = 0;
+  auto* reactor = new (g_reactor_mem) tern::Reactor(reactor_config());
+  const std::size_t reactor_heap = g_heap.requested;
+  const std::size_t reactor_calls = g_heap.calls;
+  auto* runtime = new (g_runtime_mem) tern::Runtime(*reactor, runtime_config());
+  const std::size_t runtime_heap = g_heap.requested - reactor_heap;
+  const std::size_t runtime_calls = g_heap.calls - reactor_calls;
+  tern::AgentId ids[kAgents];
+  for (std::size_t i = 0; i < kAgents; ++i) {
+    auto id = runtime->spawn(g_workers[i], tern::AgentOptions{.name = "worker", .mailbox = kMailbox});
+    check(id.ok(), "spawn");
+    ids[i] = id.ok() ? *id : tern::kNoAgent;
+  }
+  const std::size_t init_requested = g_heap.requested;
+  const std::size_t init_calls = g_heap.calls;
+  const std::size_t init_counting = g_heap.counting;
+  const std::size_t sbrk_after_init = tern::cortex_m::heap_used();
+  const std::size_t inuse_after_init = heap_in_use().in_use;
+
+  // 3. Fill every table to its capacity at once, then drain it.
+  int timers_fired = 0;
+  std::size_t timers_armed = 0;
+  for (std::size_t i = 0; i < kTimers; ++i) {
+    auto t = reactor->after(tern::ms(1 + static_cast<std::int64_t>(i % 20)),
+                            [&timers_fired] { ++timers_fired; });
+    if (t.ok()) ++timers_armed;
+  }
+  check(timers_armed == kTimers, "256 reactor timers armed");
+  check(reactor->after(tern::ms(1), [] {}).error() == Errc::full, "timer 257 refused");
+
+  int replies = 0;
+  std::size_t requests_made = 0;
+  for (std::size_t i = 0; i < kPending; ++i) {
+    tern::Message m;
+    m.type = 1;
+    m.value = static_cast<std::int64_t>(i);
+    auto id = runtime->request(ids[i % kAgents], std::move(m),
+                               tern::RequestOptions{.timeout = tern::seconds(5)},
+                               [&replies](tern::Result<tern::Message> r) { replies += r.ok(); });
+    if (id.ok()) ++requests_made;
+  }
+  check(requests_made == kPending, "64 requests in flight");
+  check(runtime->pending_in_use() == kPending, "pending table full");
+  {
+    auto extra = runtime->request(ids[0], tern::Message{}, tern::RequestOptions{},
+                                  [](tern::Result<tern::Message>) {});
+    check(!extra.ok() && extra.error() == Errc::full, "request 65 refused");
+  }
+  // Each mailbox holds 8 requests; 8 events each fill them to 16. 32 carry a payload.
+  std::size_t payloads = 0, events_sent = 0;
+  for (std::size_t a = 0; a < kAgents; ++a) {
+    for (int k = 0; k < kMailbox / 2; ++k) {
+      tern::Message m;
+      m.type = 2;
+      auto p = runtime->payloads().make(kPayloadBytes);
+      if (p) {
+        m.payload = std::move(*p);
+        ++payloads;
+      }
+      if (runtime->send(ids[a], std::move(m)) == Errc::ok) ++events_sent;
+    }
+  }
+  check(payloads == kPayloads, "32 payloads taken");
+  check(events_sent == kAgents * kMailbox / 2, "64 events queued");
+  check(runtime->messages_in_use() == kAgents * kMailbox, "128 messages queued");
+  check(runtime->send(ids[0], tern::Message{}) == Errc::full, "message 129 refused");
+  check(runtime->payloads().make(1).error() == Errc::full, "payload 33 refused");
+  const std::size_t messages_peak = runtime->messages_in_use();
+  const std::size_t pending_peak = runtime->pending_in_use();
+  const std::size_t timers_peak = reactor->wheel().size();
+
+  // Drain: run until every timer fired and every reply arrived (bounded in time).
+  const tern::Instant give_up = reactor->now() + tern::seconds(10);
+  while ((timers_fired < static_cast<int>(kTimers) || replies < static_cast<int>(kPending)) &&
+         reactor->now() < give_up) {
+    (void)reactor->run_once(tern::ms(5));
+  }
+  check(timers_fired == static_cast<int>(kTimers), "every timer fired");
+  check(replies == static_cast<int>(kPending), "every request answered");
+  int events = 0, with_payload = 0;
+  for (const Worker& w : g_workers) {
+    events += w.events;
+    with_payload += w.with_payload;
+  }
+  check(events == static_cast<int>(kAgents * kMailbox / 2), "every event delivered");
+  check(with_payload == static_cast<int>(kPayloads), "every payload delivered");
+  check(runtime->payloads().stats().in_use == 0, "payloads back in the pool");
+  const std::size_t steady_requested = g_heap.requested - init_requested;
+  const std::size_t sbrk_after_traffic = tern::cortex_m::heap_used();
+  check(steady_requested == 0, "no heap after init");
+  check(sbrk_after_traffic == sbrk_after_init, "heap flat after init");
+
+  // 5. Shutdown leaves nothing behind.
+  runtime->shutdown(tern::ms(100));
+  check(runtime->pending_in_use() == 0, "pending 0 after shutdown");
+  check(runtime->timers_in_use() == 0, "agent timers 0 after shutdown");
+  check(runtime->messages_in_use() == 0, "messages 0 after shutdown");
+  check(reactor->wheel().size() == 0, "wheel empty after shutdown");
+  g_heap.on = false;
+  const std::size_t stack_used = stack_used_below(stack_top);
+
+  runtime->~Runtime();
+  reactor->~Reactor();
+  check(g_heap.live == 0, "everything freed after destruction");
+
+  // ---- report ----
+  std::printf("\nlayouts (bytes, ARM32):\n");
+  std::printf("  %-34s %5u\n", "Reactor", unsigned(sizeof(tern::Reactor)));
+  std::printf("  %-34s %5u\n", "Runtime", unsigned(sizeof(tern::Runtime)));
+  std::printf("  %-34s %5u\n", "TimerWheel", unsigned(sizeof(tern::TimerWheel)));
+  std::printf("  %-34s %5u\n", "Timer", unsigned(sizeof(tern::Timer)));
+  std::printf("  %-34s %5u\n", "Reactor::Callback", unsigned(sizeof(tern::Reactor::Callback)));
+  std::printf("  %-34s %5u\n", "Reactor::TimerEntry", unsigned(sizeof(tern::Reactor::TimerEntry)));
+  std::printf("  %-34s %5u\n", "Reactor::WatchEntry", unsigned(sizeof(tern::Reactor::WatchEntry)));
+  std::printf("  %-34s %5u\n", "Reactor::CallInbox", unsigned(sizeof(tern::Reactor::CallInbox)));
+  std::printf("  %-34s %5u\n", "Message", unsigned(sizeof(tern::Message)));
+  std::printf("  %-34s %5u\n", "Runtime::Node (mailbox message)", unsigned(sizeof(tern::Runtime::Node)));
+  std::printf("  %-34s %5u\n", "Runtime::Pending::Slot", unsigned(sizeof(tern::Runtime::Pending::Slot)));
+  std::printf("  %-34s %5u\n", "Runtime::RequestMeta", unsigned(sizeof(tern::Runtime::RequestMeta)));
+  std::printf("  %-34s %5u\n", "reply queue entry (2 per request)", unsigned(sizeof(tern::Message)));
+  std::printf("  %-34s %5u\n", "Runtime::TimerEntry (agent timer)", unsigned(sizeof(tern::Runtime::TimerEntry)));
+  std::printf("  %-34s %5u\n", "Runtime::AgentSlot", unsigned(sizeof(tern::Runtime::AgentSlot)));
+  std::printf("  %-34s %5u\n", "Runtime::Topic", unsigned(sizeof(tern::Runtime::Topic)));
+  std::printf("  %-34s %5u\n", "Runtime::Wildcard", unsigned(sizeof(tern::Runtime::Wildcard)));
+  std::printf("  %-34s %5u\n", "payload block header", unsigned(sizeof(tern::detail::PayloadBlock)));
+  std::printf("  %-34s %5u\n", "ReplyCallback", unsigned(sizeof(tern::ReplyCallback)));
+  std::printf("  %-34s %5u\n", "AgentTimerCallback", unsigned(sizeof(tern::AgentTimerCallback)));
+
+  std::printf("\ncapacities held at once: %lu timers on the wheel, %lu requests, %lu messages, "
+              "%lu payloads\n",
+              static_cast<unsigned long>(timers_peak), static_cast<unsigned long>(pending_peak),
+              static_cast<unsigned long>(messages_peak), static_cast<unsigned long>(payloads));
+
+  kv("sizeof_reactor", sizeof(tern::Reactor));
+  kv("sizeof_runtime", sizeof(tern::Runtime));
+  kv("heap_reactor", reactor_heap);
+  kv("heap_reactor_allocs", reactor_calls);
+  kv("heap_runtime", runtime_heap);
+  kv("heap_runtime_allocs", runtime_calls);
+  kv("heap_init_requested", init_requested);
+  kv("heap_init_allocs", init_calls);
+  // newlib's chunk headers and padding: what malloc holds beyond the requests (this
+  // file's own counting header in front of each block taken out).
+  kv("heap_init_malloc_overhead", inuse_after_init - inuse_newlib - init_requested - init_counting);
+  kv("heap_init_sbrk", sbrk_after_init - sbrk_newlib);
+  kv("heap_after_init_requested", steady_requested);
+  kv("heap_after_init_sbrk", sbrk_after_traffic - sbrk_after_init);
+  kv("newlib_heap_sbrk", sbrk_newlib - sbrk_at_main);
+  kv("newlib_heap_in_use", inuse_newlib);
+  kv("stack_used", stack_used);
+  kv("agents_user_objects", sizeof(g_workers));
+  kv("failures", static_cast<std::size_t>(g_failures));
+  std::printf("%s\n", g_failures == 0 ? "footprint: all checks passed" : "footprint: CHECKS FAILED");
+  return g_failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,133 @@
+// HttpClient: HTTP/1.1 over TLS (mbedTLS) or plain TCP, on a Reactor, with bounded
+// concurrency (a semaphore of max_in_flight), a bounded FIFO wait queue, a keep-alive pool
+// per origin with a health check before reuse, and deadlines for connect, TLS and the
+// whole request. Every accepted request's callback runs exactly once, never from inside
+// request(). Linux port only.
+//
+//   tern::HttpClient client(reactor, tern::HttpClientConfig{.max_in_flight = 8});
+//   tern::HttpRequest req{.method = "POST", .url = "https://127.0.0.1:8443/v1/embeddings",
+//                         .body = json, .timeout = tern::seconds(10)};
+//   req.headers[0] = {"Content-Type", "application/json"};
+//   req.header_count = 1;
+//   (void)client.request(req, [](tern::Result<tern::HttpResponse> r) { ... });
+//
+// Memory: every connection slot (TLS context, read buffer, parser) and every request slot
+// (serialized request, response body) is allocated once in the constructor. With a warm
+// pool, keep-alive traffic allocates nothing; only a new TLS handshake does (mbedTLS),
+// bounded by max_connections. See examples/embed_client.
+//
+// Certificates: a host name is matched against the certificate's DNS names (by mbedTLS);
+// an IP literal (https://127.0.0.1/, https://[::1]/) against its iPAddress names (by
+// tern, since mbedTLS 2.28 does not).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "tern/core/errc.hpp"
+#include "tern/core/inplace_function.hpp"
+#include "tern/core/time.hpp"
+#include "tern/net/http_parser.hpp"
+#include "tern/reactor/reactor.hpp"
+
+namespace tern {
+
+struct HttpClientConfig {
+  std::size_t max_in_flight = 8;        // requests on the wire at once (the semaphore)
+  std::size_t max_connections = 8;      // pooled connection slots, all origins together
+  std::size_t max_per_origin = 8;       // connections to one scheme://host:port
+  std::size_t queue_length = 32;        // requests waiting for a slot (full: Errc::full)
+  Duration connect_timeout = seconds(5);  // DNS + TCP connect
+  Duration tls_timeout = seconds(5);      // the handshake
+  Duration request_timeout = seconds(30); // default whole-request deadline
+  Duration idle_timeout = seconds(30);    // a pooled connection unused this long closes
+  std::size_t max_requests_per_connection = 0;  // then reconnect; 0: no limit
+  // Every request slot (max_in_flight + queue_length of them) holds these two buffers.
+  std::size_t max_request_bytes = 4096;   // request line + headers + body, serialized
+  std::size_t max_response_bytes = 16384; // decoded response body
+  std::size_t read_buffer_bytes = 4096;   // bytes per read (a stack buffer, at most 4096)
+  // Response header limits (limits.max_body is replaced by max_response_bytes). Each
+  // connection keeps max_header_bytes for the headers of the response it is reading.
+  HttpLimits limits{.max_header_bytes = 4096, .max_headers = 32, .max_body = 16384};
+  const char* ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  // DANGER: accepts any certificate for any host name. For tests against throwaway
+  // servers only; never in a product.
+  bool insecure_skip_verify_DANGEROUS = false;
+};
+
+inline constexpr std::size_t kMaxRequestHeaders = 16;
+
+struct HttpRequest {
+  std::string_view method = "GET";
+  std::string_view url;                 // http://host[:port]/path or https://...
+  HttpHeader headers[kMaxRequestHeaders] = {};
+  std::size_t header_count = 0;
+  std::string_view body;
+  Duration timeout = Duration::zero();  // zero: HttpClientConfig::request_timeout
+};
+
+// A response as seen inside the callback; its views die when the callback returns.
+struct HttpResponse {
+  int status = 0;
+  std::string_view body;
+  const HttpResponseParser* parser = nullptr;  // headers
+  std::optional<std::string_view> header(std::string_view name) const {
+    return parser ? parser->header(name) : std::nullopt;
+  }
+};
+
+using HttpCallback = InplaceFunction<void(Result<HttpResponse>), 4 * sizeof(void*)>;
+
+struct HttpClientStats {
+  std::uint64_t requests = 0;           // accepted
+  std::uint64_t responses = 0;          // ended with a response (any status)
+  std::uint64_t failed = 0;             // ended with an error (timeouts included)
+  std::uint64_t timed_out = 0;
+  std::uint64_t rejected = 0;           // refused at request(): full / invalid / too_large
+  std::uint64_t connections_opened = 0;
+  std::uint64_t tls_handshakes = 0;
+  std::uint64_t tls_resumed = 0;        // handshakes that resumed a saved session
+  std::uint64_t reuses = 0;             // requests sent on a pooled connection
+  std::uint64_t stale_closed = 0;       // pooled connections found closed by the peer
+  std::uint64_t stale_retries = 0;      // idempotent requests retried after a stale reuse
+  std::size_t in_flight = 0;
+  std::size_t queued = 0;
+  std::size_t open_connections = 0;
+};
+
+class HttpClient {
+ public:
+  // Loads the CA file (unless verification is off) and allocates every slot. A CA file
+  // that cannot be loaded leaves the client unusable: every request() returns Errc::tls
+  // (see init_error()).
+  HttpClient(Reactor& reactor, const HttpClientConfig& config = HttpClientConfig{});
+  // Cancels what is queued or in flight (callbacks run with Errc::cancelled) and closes
+  // every connection.
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Queues `req` (copied: the caller's views may die after this returns). on_response
+  // runs exactly once — the response (any status), or Errc timeout, io (connection
+  // reset or refused), tls (handshake or certificate), dns, protocol (malformed
+  // response), too_large (response over a limit), cancelled — if this returns ok.
+  // Errors at the call (no callback): full (queue full), invalid_argument (bad URL,
+  // CR/LF in a header, empty callback), too_large (request over max_request_bytes),
+  // tls (the client could not load its CA file), shutdown (called while the client is
+  // being destroyed, e.g. from a callback its destructor runs).
+  Errc request(const HttpRequest& req, HttpCallback on_response);
+
+  // Ends every queued and in-flight request with Errc::cancelled.
+  void cancel_all();
+
+  const HttpClientStats& stats() const;
+  Errc init_error() const;
+
+  struct Impl;
+
+ private:
+  Impl* impl_;
+};
+
+}  // namespace tern

@@ -1,0 +1,1072 @@
+// HttpClient over the Linux port. One state machine per connection slot:
+//
+//   free -> resolving -> connecting -> handshaking -> busy <-> idle (pooled) -> free
+//
+// Requests wait in a FIFO until the semaphore (max_in_flight) and a connection for their
+// origin allow them on the wire. Readiness comes from Reactor::watch(); every deadline is
+// an intrusive Timer on the reactor's wheel; callbacks never run inside request(): work
+// that may end a request is started from a timer armed "overdue" (the next turn).
+#include "tern/net/http_client.hpp"
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <fcntl.h>
+#include <mbedtls/asn1.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>  // MBEDTLS_ERR_NET_* codes for the bio callbacks
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "tern/detail/port_state.hpp"
+
+namespace tern {
+
+namespace {
+
+constexpr std::size_t kHostMax = 253;
+
+struct Origin {
+  bool tls = false;
+  std::uint16_t port = 0;
+  char host[kHostMax + 1] = {};
+  bool same(const Origin& o) const {
+    return tls == o.tls && port == o.port && std::strcmp(host, o.host) == 0;
+  }
+};
+
+struct ParsedUrl {
+  Origin origin;
+  std::string_view target;  // path + query, "/" if empty
+};
+
+bool ascii_iequal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+// Errors: invalid_argument (scheme, host or port unusable).
+Errc parse_url(std::string_view url, ParsedUrl* out) {
+  std::string_view rest;
+  if (url.substr(0, 8) == "https://") {
+    out->origin.tls = true;
+    out->origin.port = 443;
+    rest = url.substr(8);
+  } else if (url.substr(0, 7) == "http://") {
+    out->origin.tls = false;
+    out->origin.port = 80;
+    rest = url.substr(7);
+  } else {
+    return Errc::invalid_argument;
+  }
+  // The fragment is the client's business, never sent (RFC 9110 §4.2.4).
+  rest = rest.substr(0, rest.find('#'));
+  std::size_t slash = rest.find_first_of("/?");
+  std::string_view authority = rest.substr(0, slash);
+  out->target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return Errc::invalid_argument;
+  std::string_view host = authority;
+  std::string_view port;
+  if (authority.front() == '[') {  // [v6]:port
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return Errc::invalid_argument;
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return Errc::invalid_argument;
+      port = after.substr(1);
+    }
+  } else {
+    std::size_t colon = authority.rfind(':');
+    if (colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+    }
+  }
+  if (host.empty() || host.size() > kHostMax) return Errc::invalid_argument;
+  for (char c : host) {
+    if (c <= ' ' || c == '/' || c == '?' || c == '#') return Errc::invalid_argument;
+  }
+  if (!port.empty() || authority.back() == ':') {
+    if (port.empty() || port.size() > 5) return Errc::invalid_argument;
+    std::uint32_t p = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9') return Errc::invalid_argument;
+      p = p * 10 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (p == 0 || p > 65535) return Errc::invalid_argument;
+    out->origin.port = static_cast<std::uint16_t>(p);
+  }
+  for (char c : out->target) {
+    if (c <= ' ' || c == 0x7f) return Errc::invalid_argument;
+  }
+  std::memcpy(out->origin.host, host.data(), host.size());
+  out->origin.host[host.size()] = '\0';
+  return Errc::ok;
+}
+
+bool has_ctl(std::string_view s) {
+  for (char c : s) {
+    if (c == '\r' || c == '\n' || c == '\0') return true;
+  }
+  return false;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 32 || u >= 127 || std::strchr("()<>@,;:\\\"/[]?={}", c)) return false;
+  }
+  return true;
+}
+
+// mbedTLS 2.28 matches the host name against DNS names only. For a host given as an IP
+// literal we look for a matching iPAddress entry in the certificate's subjectAltName
+// ourselves (RFC 6125 §6.2.1: IP literals match only iPAddress SANs). Fails closed: any
+// parsing trouble means "no match".
+bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::size_t ip_len) {
+  static const unsigned char kSanOid[] = {0x06, 0x03, 0x55, 0x1D, 0x11};  // 2.5.29.17
+  const mbedtls_x509_buf& area = crt->v3_ext.len ? crt->v3_ext : crt->raw;
+  unsigned char* begin = area.p;
+  unsigned char* end = area.p + area.len;
+  for (unsigned char* q = begin; q + sizeof kSanOid <= end; ++q) {
+    if (std::memcmp(q, kSanOid, sizeof kSanOid) != 0) continue;
+    unsigned char* c = q + sizeof kSanOid;
+    std::size_t len = 0;
+    if (c < end && *c == MBEDTLS_ASN1_BOOLEAN) {  // "critical"
+      if (mbedtls_asn1_get_tag(&c, end, &len, MBEDTLS_ASN1_BOOLEAN) != 0) return false;
+      c += len;
+    }
+    if (mbedtls_asn1_get_tag(&c, end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0) return false;
+    unsigned char* octets_end = c + len;
+    if (mbedtls_asn1_get_tag(&c, octets_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0) {
+      return false;
+    }
+    unsigned char* names_end = c + len;
+    while (c < names_end) {
+      unsigned char tag = *c++;
+      if (mbedtls_asn1_get_len(&c, names_end, &len) != 0) return false;
+      if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && len == ip_len && std::memcmp(c, ip, len) == 0) {
+        return true;
+      }
+      c += len;
+    }
+    return false;
+  }
+  return false;
+}
+
+bool idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
+         method == "OPTIONS" || method == "TRACE";
+}
+
+// A bounded writer over a fixed buffer.
+struct Writer {
+  char* buf;
+  std::size_t cap;
+  std::size_t len = 0;
+  bool overflow = false;
+  void put(std::string_view s) {
+    if (len + s.size() > cap) {
+      overflow = true;
+      return;
+    }
+    std::memcpy(buf + len, s.data(), s.size());
+    len += s.size();
+  }
+  void put_uint(std::uint64_t v) {
+    char tmp[24];
+    int n = std::snprintf(tmp, sizeof tmp, "%llu", static_cast<unsigned long long>(v));
+    put(std::string_view(tmp, static_cast<std::size_t>(n)));
+  }
+};
+
+}  // namespace
+
+// ---- the implementation ----
+
+struct HttpClient::Impl {
+  enum class ConnState : std::uint8_t { free, resolving, connecting, handshaking, busy, idle };
+  enum class ReqState : std::uint8_t { free, queued, active };
+
+  struct Request;
+
+  struct Conn {
+    Impl* impl = nullptr;
+    ConnState state = ConnState::free;
+    Origin origin;
+    int fd = -1;
+    WatchHandle watch;
+    bool watching = false;
+    unsigned interest = 0;
+    Timer timer;  // connect / handshake / idle deadline
+    evdns_getaddrinfo_request* dns = nullptr;
+    mbedtls_ssl_context ssl;
+    bool ssl_setup = false;
+    mbedtls_ssl_session session;
+    bool has_session = false;
+    Origin session_origin;
+    std::uint32_t served = 0;
+    Request* req = nullptr;
+    HttpResponseParser* parser = nullptr;
+    bool got_response_bytes = false;
+    bool full_handshake = false;  // the verify callback ran: no session was resumed
+    std::uint64_t parked_turn = 0;  // reactor turn in which the connection went idle
+  };
+
+  struct Request {
+    Impl* impl = nullptr;
+    ReqState state = ReqState::free;
+    Origin origin;
+    char* tx = nullptr;
+    std::size_t tx_len = 0;
+    std::size_t tx_off = 0;
+    char* body = nullptr;
+    std::size_t body_len = 0;
+    bool head = false;
+    bool idempotent = false;
+    bool retried = false;
+    bool reused_conn = false;
+    HttpCallback cb;
+    Timer deadline;
+    Conn* conn = nullptr;
+    std::uint64_t seq = 0;  // FIFO order among queued requests
+  };
+
+  Reactor& reactor;
+  HttpClientConfig config;
+  HttpClientStats stats;
+  Errc init_error = Errc::ok;
+  bool closing = false;
+  // The client may be destroyed from inside one of its own callbacks. Every entry from
+  // the reactor holds a Guard; the Impl is deleted when the outermost one leaves.
+  int depth = 0;
+  bool destroy_requested = false;
+  struct Guard {
+    Impl* impl;
+    explicit Guard(Impl* i) : impl(i) { ++impl->depth; }
+    ~Guard() {
+      if (--impl->depth == 0 && impl->destroy_requested) delete impl;
+    }
+  };
+  Conn* conns = nullptr;
+  Request* reqs = nullptr;
+  std::size_t req_capacity = 0;
+  std::uint64_t next_seq = 1;
+  Timer pump_timer;
+  evdns_base* dns_base = nullptr;
+  bool tls_ready = false;
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;
+  mbedtls_ssl_config ssl_conf;
+
+  Impl(Reactor& r, const HttpClientConfig& c) : reactor(r), config(c) {}
+
+  // ---- set-up ----
+
+  void init() {
+    if (config.read_buffer_bytes == 0) config.read_buffer_bytes = 1;
+    if (config.max_in_flight == 0) config.max_in_flight = 1;
+    if (config.max_connections == 0) config.max_connections = 1;
+    if (config.max_per_origin == 0) config.max_per_origin = 1;
+    config.limits.max_body = config.max_response_bytes;  // one limit for the body
+    req_capacity = config.max_in_flight + config.queue_length;
+    conns = new (std::nothrow) Conn[config.max_connections];
+    reqs = new (std::nothrow) Request[req_capacity];
+    if (!conns || !reqs) panic("HttpClient: out of memory at start-up");
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      Conn& c = conns[i];
+      c.impl = this;
+      c.timer.set_callback(&Impl::on_conn_timer, &c);
+      c.parser = new (std::nothrow) HttpResponseParser(config.limits);
+      if (!c.parser) panic("HttpClient: out of memory at start-up");
+      mbedtls_ssl_init(&c.ssl);
+      mbedtls_ssl_session_init(&c.session);
+    }
+    for (std::size_t i = 0; i < req_capacity; ++i) {
+      Request& q = reqs[i];
+      q.impl = this;
+      q.deadline.set_callback(&Impl::on_request_deadline, &q);
+      q.tx = new (std::nothrow) char[config.max_request_bytes];
+      q.body = new (std::nothrow) char[config.max_response_bytes];
+      if (!q.tx || !q.body) panic("HttpClient: out of memory at start-up");
+    }
+    pump_timer.set_callback(&Impl::on_pump, this);
+    dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
+    init_tls();
+  }
+
+  void init_tls() {
+    mbedtls_entropy_init(&entropy);
+    mbedtls_ctr_drbg_init(&drbg);
+    mbedtls_x509_crt_init(&ca);
+    mbedtls_ssl_config_init(&ssl_conf);
+    tls_ready = true;
+    static const unsigned char kPersonal[] = "tern-http-client";
+    if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, kPersonal, sizeof kPersonal - 1) != 0 ||
+        mbedtls_ssl_config_defaults(&ssl_conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                    MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
+      init_error = Errc::tls;
+      return;
+    }
+    mbedtls_ssl_conf_rng(&ssl_conf, mbedtls_ctr_drbg_random, &drbg);
+    // mbedTLS 2.28 offers secp521r1 first and servers often take it; the faster curves
+    // first make handshakes cheaper on small devices.
+    static const mbedtls_ecp_group_id kCurves[] = {MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
+                                                   MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_NONE};
+    mbedtls_ssl_conf_curves(&ssl_conf, kCurves);
+    if (config.insecure_skip_verify_DANGEROUS) {
+      mbedtls_ssl_conf_authmode(&ssl_conf, MBEDTLS_SSL_VERIFY_NONE);
+    } else {
+      // A bundle may hold certificates mbedTLS cannot parse: > 0 means "some were
+      // skipped", which is fine as long as at least one loaded.
+      int rc = config.ca_file ? mbedtls_x509_crt_parse_file(&ca, config.ca_file) : -1;
+      if (rc < 0 || ca.version == 0) {
+        init_error = Errc::tls;
+        return;
+      }
+      mbedtls_ssl_conf_ca_chain(&ssl_conf, &ca, nullptr);
+      mbedtls_ssl_conf_authmode(&ssl_conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    }
+  }
+
+  ~Impl() {
+    // A callback run from here may call request() again: refuse it (Errc::shutdown at
+    // the call) so nothing is accepted that could not end.
+    closing = true;
+    cancel_all(Errc::cancelled);
+    reactor.wheel().cancel(pump_timer);
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      Conn& c = conns[i];
+      close_conn(c);
+      mbedtls_ssl_free(&c.ssl);
+      mbedtls_ssl_session_free(&c.session);
+      delete c.parser;
+    }
+    for (std::size_t i = 0; i < req_capacity; ++i) {
+      delete[] reqs[i].tx;
+      delete[] reqs[i].body;
+    }
+    delete[] conns;
+    delete[] reqs;
+    if (dns_base) evdns_base_free(dns_base, 1);
+    if (tls_ready) {
+      mbedtls_ssl_config_free(&ssl_conf);
+      mbedtls_x509_crt_free(&ca);
+      mbedtls_ctr_drbg_free(&drbg);
+      mbedtls_entropy_free(&entropy);
+    }
+  }
+
+  // ---- accepting requests ----
+
+  Errc submit(const HttpRequest& in, HttpCallback cb) {
+    if (closing) return reject(Errc::shutdown);
+    if (init_error != Errc::ok) return reject(init_error);
+    if (!cb || !is_token(in.method)) return reject(Errc::invalid_argument);
+    ParsedUrl url;
+    if (parse_url(in.url, &url) != Errc::ok) return reject(Errc::invalid_argument);
+    if (in.header_count > kMaxRequestHeaders) return reject(Errc::invalid_argument);
+    for (std::size_t i = 0; i < in.header_count; ++i) {
+      const HttpHeader& h = in.headers[i];
+      if (!is_token(h.name) || has_ctl(h.value)) return reject(Errc::invalid_argument);
+    }
+    Request* q = nullptr;
+    for (std::size_t i = 0; i < req_capacity && !q; ++i) {
+      if (reqs[i].state == ReqState::free) q = &reqs[i];
+    }
+    if (!q) return reject(Errc::full);  // max_in_flight + queue_length accepted already
+    // Serialize now: the caller's views may not outlive this call.
+    Writer w{q->tx, config.max_request_bytes};
+    w.put(in.method);
+    w.put(" ");
+    if (url.target.front() == '?') w.put("/");  // "https://host?q" asks for "/?q"
+    w.put(url.target);
+    w.put(" HTTP/1.1\r\nHost: ");
+    bool v6 = std::strchr(url.origin.host, ':') != nullptr;
+    if (v6) w.put("[");
+    w.put(url.origin.host);
+    if (v6) w.put("]");
+    if (url.origin.port != (url.origin.tls ? 443 : 80)) {
+      w.put(":");
+      w.put_uint(url.origin.port);
+    }
+    w.put("\r\n");
+    bool has_length = false;
+    for (std::size_t i = 0; i < in.header_count; ++i) {
+      const HttpHeader& h = in.headers[i];
+      if (ascii_iequal(h.name, "Host") || ascii_iequal(h.name, "Content-Length") ||
+          ascii_iequal(h.name, "Transfer-Encoding") || ascii_iequal(h.name, "Connection")) {
+        continue;  // the client owns framing and connection management
+      }
+      w.put(h.name);
+      w.put(": ");
+      w.put(h.value);
+      w.put("\r\n");
+    }
+    if (!in.body.empty() || in.method == "POST" || in.method == "PUT" || in.method == "PATCH") {
+      w.put("Content-Length: ");
+      w.put_uint(in.body.size());
+      w.put("\r\n");
+      has_length = true;
+    }
+    (void)has_length;
+    w.put("\r\n");
+    w.put(in.body);
+    if (w.overflow) return reject(Errc::too_large);
+
+    q->state = ReqState::queued;
+    q->origin = url.origin;
+    q->tx_len = w.len;
+    q->tx_off = 0;
+    q->body_len = 0;
+    q->head = in.method == "HEAD";
+    q->idempotent = idempotent(in.method);
+    q->retried = false;
+    q->reused_conn = false;
+    q->conn = nullptr;
+    q->cb = std::move(cb);
+    q->seq = next_seq++;
+    Duration timeout = in.timeout > Duration::zero() ? in.timeout : config.request_timeout;
+    reactor.wheel().arm(q->deadline, reactor.now() + timeout);
+    ++stats.requests;
+    ++stats.queued;
+    schedule_pump();
+    return Errc::ok;
+  }
+
+  Errc reject(Errc e) {
+    ++stats.rejected;
+    return e;
+  }
+
+  void schedule_pump() {
+    if (!pump_timer.armed()) reactor.wheel().arm(pump_timer, Instant(0));
+  }
+
+  static void on_pump(void* ctx) {
+    Impl* impl = static_cast<Impl*>(ctx);
+    Guard g(impl);
+    if (!impl->closing) impl->pump();
+  }
+
+  // ---- ending requests (exactly once) ----
+
+  void finish(Request& q, Result<HttpResponse> outcome) {
+    if (q.state == ReqState::free) return;
+    reactor.wheel().cancel(q.deadline);
+    if (q.state == ReqState::queued) {
+      --stats.queued;
+    } else {
+      --stats.in_flight;
+    }
+    if (q.conn) q.conn->req = nullptr;
+    q.conn = nullptr;
+    q.state = ReqState::free;
+    HttpCallback cb = std::move(q.cb);
+    if (outcome.ok()) {
+      ++stats.responses;
+    } else {
+      ++stats.failed;
+      if (outcome.error() == Errc::timeout) ++stats.timed_out;
+    }
+    schedule_pump();  // a slot just freed
+    cb(std::move(outcome));
+  }
+
+  static void on_request_deadline(void* ctx) {
+    Request& q = *static_cast<Request*>(ctx);
+    Impl& impl = *q.impl;
+    Guard g(&impl);
+    Conn* c = q.conn;
+    // The connection carried a half-done exchange: it cannot be reused.
+    if (c) impl.close_conn(*c);
+    impl.finish(q, Errc::timeout);
+  }
+
+  void cancel_all(Errc why) {
+    for (std::size_t i = 0; i < req_capacity; ++i) {
+      Request& q = reqs[i];
+      if (q.state == ReqState::free) continue;
+      if (q.conn) close_conn(*q.conn);
+      finish(q, why);
+    }
+  }
+
+  // ---- scheduling ----
+
+  std::size_t conns_for(const Origin& o) const {
+    std::size_t n = 0;
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      if (conns[i].state != ConnState::free && conns[i].origin.same(o)) ++n;
+    }
+    return n;
+  }
+
+  // True if the pooled connection is still usable: nothing to read and no EOF.
+  bool healthy(Conn& c) {
+    // Parked during this very turn: the idle watch has had no chance to see a close yet,
+    // and neither would a peek (the peer's FIN cannot have been read by us in between).
+    if (c.parked_turn == reactor.stats().turns) {
+      return !c.ssl_setup || mbedtls_ssl_get_bytes_avail(&c.ssl) == 0;
+    }
+    char probe;
+    ssize_t n = ::recv(c.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return !c.ssl_setup || mbedtls_ssl_get_bytes_avail(&c.ssl) == 0;
+    }
+    return false;  // EOF, an error, or unexpected bytes (e.g. a TLS close_notify)
+  }
+
+  // Could a request for `o` go on the wire now? (No side effects.)
+  bool can_serve(const Origin& o) const {
+    bool spare = false;
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      const Conn& c = conns[i];
+      if (c.state == ConnState::idle && c.origin.same(o)) return true;
+      if (c.state == ConnState::free || c.state == ConnState::idle) spare = true;
+    }
+    return spare && conns_for(o) < config.max_per_origin;
+  }
+
+  void pump() {
+    while (stats.in_flight < config.max_in_flight && stats.queued > 0) {
+      // The oldest queued request that can get a connection now: FIFO per origin, and
+      // an origin at its connection limit does not hold up the others.
+      Request* pick = nullptr;
+      for (std::size_t i = 0; i < req_capacity; ++i) {
+        Request& q = reqs[i];
+        if (q.state != ReqState::queued || (pick && pick->seq < q.seq)) continue;
+        if (can_serve(q.origin)) pick = &q;
+      }
+      if (!pick) return;
+      bool fresh = false;
+      Conn* conn = acquire_conn(pick->origin, &fresh);
+      if (!conn) return;
+      start(*pick, *conn, fresh);
+    }
+  }
+
+  // A healthy pooled connection for `o`, else a free slot (closing the first idle
+  // connection of another origin if none is free). nullptr when neither exists.
+  Conn* acquire_conn(const Origin& o, bool* fresh) {
+    *fresh = false;
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      Conn& c = conns[i];
+      if (c.state != ConnState::idle || !c.origin.same(o)) continue;
+      if (healthy(c)) return &c;
+      ++stats.stale_closed;
+      close_conn(c);
+    }
+    if (conns_for(o) >= config.max_per_origin) return nullptr;
+    Conn* idle_other = nullptr;
+    for (std::size_t i = 0; i < config.max_connections; ++i) {
+      Conn& c = conns[i];
+      if (c.state == ConnState::free) {
+        *fresh = true;
+        return &c;
+      }
+      if (c.state == ConnState::idle && !idle_other) idle_other = &c;
+    }
+    if (!idle_other) return nullptr;
+    close_conn(*idle_other);
+    *fresh = true;
+    return idle_other;
+  }
+
+  void start(Request& q, Conn& c, bool fresh) {
+    --stats.queued;
+    ++stats.in_flight;
+    q.state = ReqState::active;
+    q.conn = &c;
+    c.req = &q;
+    if (!fresh) {
+      ++stats.reuses;
+      q.reused_conn = true;
+      reactor.wheel().cancel(c.timer);  // the idle timeout
+      c.state = ConnState::busy;
+      begin_exchange(c);
+      return;
+    }
+    q.reused_conn = false;
+    c.origin = q.origin;
+    c.served = 0;
+    ++stats.open_connections;
+    reactor.wheel().arm(c.timer, reactor.now() + config.connect_timeout);
+    in6_addr a6;
+    in_addr a4;
+    if (inet_pton(AF_INET, c.origin.host, &a4) == 1) {
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(c.origin.port);
+      sa.sin_addr = a4;
+      connect_to(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    } else if (inet_pton(AF_INET6, c.origin.host, &a6) == 1) {
+      sockaddr_in6 sa{};
+      sa.sin6_family = AF_INET6;
+      sa.sin6_port = htons(c.origin.port);
+      sa.sin6_addr = a6;
+      connect_to(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    } else {
+      resolve(c);
+    }
+  }
+
+  // ---- DNS ----
+
+  void resolve(Conn& c) {
+    if (!dns_base) {
+      fail_conn(c, Errc::dns);
+      return;
+    }
+    c.state = ConnState::resolving;
+    evutil_addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+    char port[8];
+    std::snprintf(port, sizeof port, "%u", static_cast<unsigned>(c.origin.port));
+    c.dns = nullptr;
+    evdns_getaddrinfo_request* r = evdns_getaddrinfo(dns_base, c.origin.host, port, &hints, &Impl::on_resolved, &c);
+    // A NULL return means the callback already ran (cached, /etc/hosts or an error).
+    if (r && c.state == ConnState::resolving) c.dns = r;
+  }
+
+  static void on_resolved(int result, evutil_addrinfo* res, void* arg) {
+    Conn& c = *static_cast<Conn*>(arg);
+    c.dns = nullptr;
+    Impl& impl = *c.impl;
+    Guard g(&impl);
+    if (result == EVUTIL_EAI_CANCEL) {
+      if (res) evutil_freeaddrinfo(res);
+      return;
+    }
+    if (c.state != ConnState::resolving) {
+      if (res) evutil_freeaddrinfo(res);
+      return;
+    }
+    if (result != 0 || !res) {
+      if (res) evutil_freeaddrinfo(res);
+      impl.fail_conn(c, Errc::dns);
+      return;
+    }
+    impl.connect_to(c, res->ai_addr, static_cast<socklen_t>(res->ai_addrlen));
+    evutil_freeaddrinfo(res);
+  }
+
+  // ---- TCP ----
+
+  void connect_to(Conn& c, const sockaddr* sa, socklen_t len) {
+    c.state = ConnState::connecting;
+    c.fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (c.fd < 0) {
+      fail_conn(c, Errc::io);
+      return;
+    }
+    int one = 1;
+    (void)::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ++stats.connections_opened;
+    if (::connect(c.fd, sa, len) != 0 && errno != EINPROGRESS) {
+      fail_conn(c, Errc::io);
+      return;
+    }
+    set_interest(c, kWritable);
+  }
+
+  void set_interest(Conn& c, unsigned events) {
+    if (c.watching && c.interest == events) return;
+    if (c.watching) {
+      if (reactor.modify(c.watch, events) == Errc::ok) {
+        c.interest = events;
+        return;
+      }
+      (void)reactor.unwatch(c.watch);
+      c.watching = false;
+    }
+    Result<WatchHandle> h = reactor.watch(c.fd, events, [&c](unsigned ev) {
+      Guard g(c.impl);
+      c.impl->on_io(c, ev);
+    });
+    if (!h) {
+      fail_conn(c, Errc::io);
+      return;
+    }
+    c.watch = *h;
+    c.watching = true;
+    c.interest = events;
+  }
+
+  void on_io(Conn& c, unsigned events) {
+    switch (c.state) {
+      case ConnState::connecting: on_connected(c); break;
+      case ConnState::handshaking: handshake(c); break;
+      case ConnState::busy: drive(c, events); break;
+      case ConnState::idle:
+        // The server closed (or wrote to) a pooled connection: it cannot be reused.
+        ++stats.stale_closed;
+        close_conn(c);
+        schedule_pump();
+        break;
+      default: break;
+    }
+  }
+
+  void on_connected(Conn& c) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+      fail_conn(c, Errc::io);
+      return;
+    }
+    if (!c.origin.tls) {
+      reactor.wheel().cancel(c.timer);
+      c.state = ConnState::busy;
+      begin_exchange(c);
+      return;
+    }
+    // TLS: the slot's context is set up once and reset for every new connection.
+    int rc = 0;
+    if (!c.ssl_setup) {
+      rc = mbedtls_ssl_setup(&c.ssl, &ssl_conf);
+      c.ssl_setup = rc == 0;
+    } else {
+      rc = mbedtls_ssl_session_reset(&c.ssl);
+    }
+    if (rc == 0) rc = mbedtls_ssl_set_hostname(&c.ssl, c.origin.host);
+    if (rc != 0) {
+      fail_conn(c, Errc::tls);
+      return;
+    }
+    mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
+    mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
+    c.full_handshake = false;
+    if (c.has_session && c.session_origin.same(c.origin)) (void)mbedtls_ssl_set_session(&c.ssl, &c.session);
+    ++stats.tls_handshakes;
+    c.state = ConnState::handshaking;
+    reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
+    handshake(c);
+  }
+
+  // Accepts an IP-literal host that matches an iPAddress SAN (see cert_has_ip_san).
+  static int verify_ip_san(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
+    Conn& c = *static_cast<Conn*>(ctx);
+    c.full_handshake = true;  // certificates are only verified in a full handshake
+    if (depth != 0 || !(*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)) return 0;
+    unsigned char ip[16];
+    std::size_t ip_len = 0;
+    if (inet_pton(AF_INET, c.origin.host, ip) == 1) {
+      ip_len = 4;
+    } else if (inet_pton(AF_INET6, c.origin.host, ip) == 1) {
+      ip_len = 16;
+    }
+    if (ip_len && cert_has_ip_san(crt, ip, ip_len)) *flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
+    return 0;
+  }
+
+  static int bio_send(void* ctx, const unsigned char* buf, std::size_t len) {
+    Conn& c = *static_cast<Conn*>(ctx);
+    ssize_t n = ::send(c.fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<int>(n);
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return MBEDTLS_ERR_SSL_WANT_WRITE;
+    return MBEDTLS_ERR_NET_SEND_FAILED;
+  }
+
+  static int bio_recv(void* ctx, unsigned char* buf, std::size_t len) {
+    Conn& c = *static_cast<Conn*>(ctx);
+    ssize_t n = ::recv(c.fd, buf, len, 0);
+    if (n >= 0) return static_cast<int>(n);
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return MBEDTLS_ERR_SSL_WANT_READ;
+    return MBEDTLS_ERR_NET_RECV_FAILED;
+  }
+
+  void handshake(Conn& c) {
+    int rc = mbedtls_ssl_handshake(&c.ssl);
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ) {
+      set_interest(c, kReadable);
+      return;
+    }
+    if (rc == MBEDTLS_ERR_SSL_WANT_WRITE) {
+      set_interest(c, kWritable);
+      return;
+    }
+    if (rc != 0) {
+      fail_conn(c, rc == MBEDTLS_ERR_NET_RECV_FAILED || rc == MBEDTLS_ERR_NET_SEND_FAILED ? Errc::io : Errc::tls);
+      return;
+    }
+    reactor.wheel().cancel(c.timer);
+    // mbedTLS 2.28 has no "was resumed" query, and a ticket resumption brings a fresh
+    // session id; but certificates are verified only in full handshakes.
+    if (!c.full_handshake) ++stats.tls_resumed;
+    mbedtls_ssl_session_free(&c.session);
+    mbedtls_ssl_session_init(&c.session);
+    c.has_session = mbedtls_ssl_get_session(&c.ssl, &c.session) == 0;
+    c.session_origin = c.origin;
+    c.state = ConnState::busy;
+    begin_exchange(c);
+  }
+
+  // ---- one request/response exchange ----
+
+  void begin_exchange(Conn& c) {
+    Request* q = c.req;
+    if (!q) {
+      park(c);
+      return;
+    }
+    q->tx_off = 0;
+    q->body_len = 0;
+    c.got_response_bytes = false;
+    c.parser->reset(q->head);
+    drive(c, kWritable);
+  }
+
+  void drive(Conn& c, unsigned events) {
+    Request* q = c.req;
+    if (!q) {
+      close_conn(c);
+      return;
+    }
+    if (q->tx_off < q->tx_len) {
+      if (!write_some(c, *q)) return;
+      if (q->tx_off < q->tx_len) {
+        set_interest(c, kWritable);
+        return;
+      }
+      set_interest(c, kReadable);
+      return;  // the answer cannot be there yet: wait for readability
+    }
+    if (events & kReadable) read_some(c, *q);
+  }
+
+  // False when the connection failed (already handled).
+  bool write_some(Conn& c, Request& q) {
+    while (q.tx_off < q.tx_len) {
+      const char* p = q.tx + q.tx_off;
+      std::size_t n = q.tx_len - q.tx_off;
+      if (c.origin.tls) {
+        // mbedTLS requires a WANT_WRITE to be retried with the same arguments: the
+        // unsent remainder from tx_off is exactly that.
+        int rc = mbedtls_ssl_write(&c.ssl, reinterpret_cast<const unsigned char*>(p), n);
+        if (rc == MBEDTLS_ERR_SSL_WANT_WRITE || rc == MBEDTLS_ERR_SSL_WANT_READ) return true;
+        if (rc < 0) return exchange_failed(c, q, Errc::io);
+        q.tx_off += static_cast<std::size_t>(rc);
+      } else {
+        ssize_t rc = ::send(c.fd, p, n, MSG_NOSIGNAL);
+        if (rc < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return true;
+          return exchange_failed(c, q, Errc::io);
+        }
+        q.tx_off += static_cast<std::size_t>(rc);
+      }
+    }
+    return true;
+  }
+
+  void read_some(Conn& c, Request& q) {
+    // A stack buffer: mbedTLS already holds the whole record, and plain TCP bytes go
+    // straight into the parser, so a per-connection buffer would only cost memory.
+    char rx[4096];
+    const std::size_t chunk = config.read_buffer_bytes < sizeof rx ? config.read_buffer_bytes : sizeof rx;
+    // Read until the socket and mbedTLS's own buffer are drained: bytes left decrypted
+    // inside mbedTLS would never make the socket readable again. Bounded all the same,
+    // since every byte goes to a response limited by max_response_bytes.
+    for (;;) {
+      int n;
+      if (c.origin.tls) {
+        n = mbedtls_ssl_read(&c.ssl, reinterpret_cast<unsigned char*>(rx), chunk);
+        if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) return;
+        if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) n = 0;
+        if (n < 0) {
+          exchange_failed(c, q, n == MBEDTLS_ERR_NET_RECV_FAILED || n == MBEDTLS_ERR_NET_CONN_RESET ? Errc::io : Errc::tls);
+          return;
+        }
+      } else {
+        ssize_t r = ::recv(c.fd, rx, chunk, 0);
+        if (r < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+          exchange_failed(c, q, Errc::io);
+          return;
+        }
+        n = static_cast<int>(r);
+      }
+      if (n == 0) {  // EOF
+        Errc e = c.got_response_bytes ? c.parser->on_eof() : Errc::io;
+        if (e == Errc::ok && c.parser->complete()) {
+          deliver(c, q, false);
+        } else {
+          exchange_failed(c, q, e == Errc::ok ? Errc::io : e);
+        }
+        return;
+      }
+      c.got_response_bytes = true;
+      BodySink sink = [&q, this](const char* data, std::size_t len) -> Errc {
+        if (q.body_len + len > config.max_response_bytes) return Errc::too_large;
+        std::memcpy(q.body + q.body_len, data, len);
+        q.body_len += len;
+        return Errc::ok;
+      };
+      Result<std::size_t> used = c.parser->feed(rx, static_cast<std::size_t>(n), sink);
+      if (!used) {
+        exchange_failed(c, q, used.error());
+        return;
+      }
+      if (c.parser->complete()) {
+        // Bytes after the response mean a confused peer: do not reuse the connection.
+        bool leftovers = *used < static_cast<std::size_t>(n);
+        deliver(c, q, !leftovers && c.parser->keep_alive());
+        return;
+      }
+    }
+  }
+
+  void deliver(Conn& c, Request& q, bool keep) {
+    ++c.served;
+    HttpResponse resp;
+    resp.status = c.parser->status();
+    resp.body = std::string_view(q.body, q.body_len);
+    resp.parser = c.parser;
+    c.req = nullptr;
+    q.conn = nullptr;
+    if (keep && (config.max_requests_per_connection == 0 || c.served < config.max_requests_per_connection)) {
+      park(c);
+    } else {
+      close_conn(c);
+    }
+    // The parser keeps the headers until this slot's next exchange, which cannot
+    // start before the callback returns (pump runs on a later turn).
+    finish(q, resp);
+  }
+
+  // A pooled connection waits for its next request, watched so a close is noticed.
+  void park(Conn& c) {
+    c.state = ConnState::idle;
+    c.parked_turn = reactor.stats().turns;
+    set_interest(c, kReadable);
+    if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, reactor.now() + config.idle_timeout);
+    schedule_pump();
+  }
+
+  // Returns false (for write_some's callers).
+  bool exchange_failed(Conn& c, Request& q, Errc e) {
+    bool stale = q.reused_conn && !c.got_response_bytes && (e == Errc::io || e == Errc::tls);
+    close_conn(c);
+    if (stale) ++stats.stale_closed;
+    if (stale && q.idempotent && !q.retried) {
+      // The server had closed a pooled connection we could not see closing yet: try
+      // once more on a fresh one, keeping the request's place and deadline.
+      ++stats.stale_retries;
+      q.retried = true;
+      q.conn = nullptr;
+      q.state = ReqState::queued;
+      --stats.in_flight;
+      ++stats.queued;
+      schedule_pump();
+      return false;
+    }
+    finish(q, e);
+    return false;
+  }
+
+  // ---- connection lifetime ----
+
+  static void on_conn_timer(void* ctx) {
+    Conn& c = *static_cast<Conn*>(ctx);
+    Impl& impl = *c.impl;
+    Guard g(&impl);
+    if (c.state == ConnState::idle) {
+      impl.close_conn(c);
+      return;
+    }
+    impl.fail_conn(c, Errc::timeout);
+  }
+
+  // Ends the connection and, if it carried a request, that request with `e`.
+  void fail_conn(Conn& c, Errc e) {
+    Request* q = c.req;
+    close_conn(c);
+    if (q) finish(*q, e);
+  }
+
+  void close_conn(Conn& c) {
+    if (c.state == ConnState::free) return;
+    reactor.wheel().cancel(c.timer);
+    if (c.dns) {
+      evdns_getaddrinfo_request* r = c.dns;
+      c.dns = nullptr;
+      c.state = ConnState::free;  // the cancel callback sees a non-resolving slot
+      evdns_getaddrinfo_cancel(r);
+    }
+    if (c.watching) {
+      (void)reactor.unwatch(c.watch);
+      c.watching = false;
+    }
+    if (c.fd >= 0) {
+      if (c.origin.tls && c.ssl_setup && c.state == ConnState::idle) (void)mbedtls_ssl_close_notify(&c.ssl);
+      ::close(c.fd);
+      c.fd = -1;
+    }
+    if (c.req) c.req->conn = nullptr;
+    c.req = nullptr;
+    c.state = ConnState::free;
+    c.interest = 0;
+    --stats.open_connections;
+  }
+};
+
+// ---- public surface ----
+
+HttpClient::HttpClient(Reactor& reactor, const HttpClientConfig& config)
+    : impl_(new (std::nothrow) Impl(reactor, config)) {
+  if (!impl_) panic("HttpClient: out of memory at start-up");
+  impl_->init();
+}
+
+HttpClient::~HttpClient() {
+  if (impl_->depth > 0) {
+    // Destroyed from inside one of our callbacks: end everything now, free later (the
+    // outermost Guard deletes the Impl once the callbacks on the stack have returned).
+    impl_->closing = true;
+    impl_->destroy_requested = true;
+    impl_->cancel_all(Errc::cancelled);
+    return;
+  }
+  delete impl_;
+}
+
+Errc HttpClient::request(const HttpRequest& req, HttpCallback on_response) {
+  return impl_->submit(req, std::move(on_response));
+}
+
+void HttpClient::cancel_all() {
+  Impl::Guard g(impl_);
+  impl_->cancel_all(Errc::cancelled);
+}
+
+const HttpClientStats& HttpClient::stats() const { return impl_->stats; }
+
+Errc HttpClient::init_error() const { return impl_->init_error; }
+
+}  // namespace tern

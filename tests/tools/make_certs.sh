@@ -1,0 +1,55 @@
+#!/bin/sh
+# make_certs.sh DIR: throwaway certificates for the HttpClient tests (tests/tools/upstream.py).
+# Generated at test time with the openssl command line; nothing here is ever committed.
+#
+#   DIR/ca.pem                 test CA (the client's HttpClientConfig::ca_file)
+#   DIR/good.pem, good.key     server: SAN IP:127.0.0.1, IP:::1, DNS:localhost, signed by the CA
+#   DIR/wrong-host.pem, .key   server: SAN DNS:wrong.example only, signed by the same CA
+#   DIR/unknown-ca.pem, .key   self-signed for 127.0.0.1 / localhost: no CA the client knows
+#
+# EC P-256 keys keep it fast. Idempotent: files that already exist are kept, and the
+# finished set is marked by DIR/.complete (written last), so a run that was interrupted
+# halfway is redone from scratch.
+set -eu
+
+dir=${1:?usage: make_certs.sh DIR}
+mkdir -p "$dir"
+cd "$dir"
+[ -f .complete ] && exit 0
+rm -f ./*.pem ./*.key ./*.csr ./*.srl ./*.ext
+
+umask 077
+days=30
+
+key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# The CA.
+key ca.key
+openssl req -x509 -new -key ca.key -sha256 -days "$days" -subj "/CN=tern test CA" \
+  -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -out ca.pem
+
+# leaf NAME SUBJECT_CN SAN: a server certificate signed by the test CA.
+leaf() {
+  key "$1.key"
+  openssl req -new -key "$1.key" -subj "/CN=$2" -out "$1.csr"
+  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' "$3" > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -sha256 \
+    -days "$days" -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+  rm -f "$1.csr" "$1.ext"
+}
+
+leaf good "localhost" "IP:127.0.0.1,IP:::1,DNS:localhost"
+leaf wrong-host "wrong.example" "DNS:wrong.example"
+
+# Self-signed, for the right names, by a CA nobody trusts.
+key unknown-ca.key
+openssl req -x509 -new -key unknown-ca.key -sha256 -days "$days" -subj "/CN=localhost" \
+  -addext "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost" \
+  -addext "basicConstraints=critical,CA:FALSE" \
+  -out unknown-ca.pem
+
+rm -f ca.srl
+chmod 644 ./*.pem
+touch .complete
