@@ -244,7 +244,7 @@ int main() {
   const std::size_t runtime_calls = g_heap.calls - reactor_calls;
   tern::AgentId ids[kAgents];
   for (std::size_t i = 0; i < kAgents; ++i) {
-    auto id = runtime->spawn(g_workers[i], tern::AgentOptions{.name = "worker", .mailbox = kMailbox});
+    auto id = runtime->spawn(g_workers[i], {.name = "worker", .mailbox = kMailbox});
     check(id.ok(), "spawn");
     ids[i] = id.ok() ? *id : tern::kNoAgent;
   }
@@ -342,26 +342,79 @@ int main() {
 
   // ---- report ----
   std::printf("\nlayouts (bytes, ARM32):\n");
-  std::printf("  %-34s %5u\n", "Reactor", unsigned(sizeof(tern::Reactor)));
-  std::printf("  %-34s %5u\n", "Runtime", unsigned(sizeof(tern::Runtime)));
-  std::printf("  %-34s %5u\n", "TimerWheel", unsigned(sizeof(tern::TimerWheel)));
-  std::printf("  %-34s %5u\n", "Timer", unsigned(sizeof(tern::Timer)));
-  std::printf("  %-34s %5u\n", "Reactor::Callback", unsigned(sizeof(tern::Reactor::Callback)));
-  std::printf("  %-34s %5u\n", "Reactor::TimerEntry", unsigned(sizeof(tern::Reactor::TimerEntry)));
-  std::printf("  %-34s %5u\n", "Reactor::WatchEntry", unsigned(sizeof(tern::Reactor::WatchEntry)));
-  std::printf("  %-34s %5u\n", "Reactor::CallInbox", unsigned(sizeof(tern::Reactor::CallInbox)));
-  std::printf("  %-34s %5u\n", "Message", unsigned(sizeof(tern::Message)));
-  std::printf("  %-34s %5u\n", "Runtime::Node (mailbox message)", unsigned(sizeof(tern::Runtime::Node)));
-  std::printf("  %-34s %5u\n", "Runtime::Pending::Slot", unsigned(sizeof(tern::Runtime::Pending::Slot)));
-  std::printf("  %-34s %5u\n", "Runtime::RequestMeta", unsigned(sizeof(tern::Runtime::RequestMeta)));
-  std::printf("  %-34s %5u\n", "reply queue entry (2 per request)", unsigned(sizeof(tern::Message)));
-  std::printf("  %-34s %5u\n", "Runtime::TimerEntry (agent timer)", unsigned(sizeof(tern::Runtime::TimerEntry)));
-  std::printf("  %-34s %5u\n", "Runtime::AgentSlot", unsigned(sizeof(tern::Runtime::AgentSlot)));
-  std::printf("  %-34s %5u\n", "Runtime::Topic", unsigned(sizeof(tern::Runtime::Topic)));
-  std::printf("  %-34s %5u\n", "Runtime::Wildcard", unsigned(sizeof(tern::Runtime::Wildcard)));
-  std::printf("  %-34s %5u\n", "payload block header", unsigned(sizeof(tern::detail::PayloadBlock)));
-  std::printf("  %-34s %5u\n", "ReplyCallback", unsigned(sizeof(tern::ReplyCallback)));
-  std::printf("  %-34s %5u\n", "AgentTimerCallback", unsigned(sizeof(tern::AgentTimerCallback)));
+  using tern::Reactor;
+  using tern::Runtime;
+  const struct {
+    const char* name;
+    std::size_t size;
+  } layouts[] = {
+      {"Reactor", sizeof(Reactor)},
+      {"Runtime", sizeof(Runtime)},
+      {"TimerWheel", sizeof(tern::TimerWheel)},
+      {"Timer", sizeof(tern::Timer)},
+      {"Reactor::Callback", sizeof(Reactor::Callback)},
+      {"Reactor::TimerEntry", sizeof(Reactor::TimerEntry)},
+      {"Reactor::WatchEntry", sizeof(Reactor::WatchEntry)},
+      {"Reactor::CallInbox", sizeof(Reactor::CallInbox)},
+      {"Message", sizeof(tern::Message)},
+      {"Runtime::Node (mailbox message)", sizeof(Runtime::Node)},
+      {"Runtime::Pending::Slot", sizeof(Runtime::Pending::Slot)},
+      {"Runtime::RequestMeta", sizeof(Runtime::RequestMeta)},
+      {"reply queue entry (2 per request)", sizeof(tern::Message)},
+      {"Runtime::TimerEntry (agent timer)", sizeof(Runtime::TimerEntry)},
+      {"Runtime::AgentSlot", sizeof(Runtime::AgentSlot)},
+      {"Runtime::Topic", sizeof(Runtime::Topic)},
+      {"Runtime::Wildcard", sizeof(Runtime::Wildcard)},
+      {"payload block header", sizeof(tern::detail::PayloadBlock)},
+      {"ReplyCallback", sizeof(tern::ReplyCallback)},
+      {"AgentTimerCallback", sizeof(tern::AgentTimerCallback)},
+      {"Reply", sizeof(tern::Reply)},
+  };
+  for (const auto& l : layouts) std::printf("  %-34s %5u\n", l.name, unsigned(l.size));
+
+  // The heap by table: capacity x entry size, from the configuration; "other" is what
+  // the measurement finds beyond that (ring objects, new[] array cookies).
+  {
+    const tern::ReactorConfig rc = reactor_config();
+    const tern::RuntimeConfig uc = runtime_config();
+    struct Row {
+      const char* what;
+      std::size_t count, each;
+    };
+    constexpr std::size_t kAlign = alignof(std::max_align_t);
+    const Row reactor_rows[] = {
+        {"reactor timers (after/at)", rc.max_timers, sizeof(tern::Reactor::TimerEntry)},
+        {"posted calls", rc.max_posted, sizeof(tern::Reactor::Callback)},
+        {"watch slots", rc.max_watches, sizeof(tern::Reactor::WatchEntry)},
+    };
+    const Row runtime_rows[] = {
+        {"payload blocks (64 B + header)", kPayloads,
+         sizeof(tern::detail::PayloadBlock) + (kPayloadBytes + kAlign - 1) / kAlign * kAlign},
+        {"agent slots", uc.max_agents, sizeof(tern::Runtime::AgentSlot)},
+        {"mailbox message nodes", uc.max_messages, sizeof(tern::Runtime::Node)},
+        {"pending request slots", uc.max_pending, sizeof(tern::Runtime::Pending::Slot)},
+        {"request target/requester", uc.max_pending, sizeof(tern::Runtime::RequestMeta)},
+        {"reply queue (2 per request)", 2 * uc.max_pending, sizeof(tern::Message)},
+        {"agent timers (Context::after)", uc.max_timers, sizeof(tern::Runtime::TimerEntry)},
+        {"topics", uc.max_topics, sizeof(tern::Runtime::Topic)},
+        {"wildcard subscriptions", uc.max_wildcards, sizeof(tern::Runtime::Wildcard)},
+    };
+    auto print = [](const char* who, const Row* rows, std::size_t n, std::size_t measured) {
+      std::size_t sum = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        std::printf("  %-8s %-32s %4lu x %4lu = %6lu\n", who, rows[i].what,
+                    static_cast<unsigned long>(rows[i].count),
+                    static_cast<unsigned long>(rows[i].each),
+                    static_cast<unsigned long>(rows[i].count * rows[i].each));
+        sum += rows[i].count * rows[i].each;
+      }
+      std::printf("  %-8s %-32s %20ld\n", who, "other (rings, new[] cookies)",
+                  static_cast<long>(measured) - static_cast<long>(sum));
+    };
+    std::printf("\nheap at init, by table (bytes):\n");
+    print("Reactor", reactor_rows, sizeof reactor_rows / sizeof reactor_rows[0], reactor_heap);
+    print("Runtime", runtime_rows, sizeof runtime_rows / sizeof runtime_rows[0], runtime_heap);
+  }
 
   std::printf("\ncapacities held at once: %lu timers on the wheel, %lu requests, %lu messages, "
               "%lu payloads\n",
@@ -387,6 +440,7 @@ int main() {
   kv("stack_used", stack_used);
   kv("agents_user_objects", sizeof(g_workers));
   kv("failures", static_cast<std::size_t>(g_failures));
-  std::printf("%s\n", g_failures == 0 ? "footprint: all checks passed" : "footprint: CHECKS FAILED");
+  std::printf("%s\n",
+              g_failures == 0 ? "footprint: all checks passed" : "footprint: CHECKS FAILED");
   return g_failures == 0 ? 0 : 1;
 }

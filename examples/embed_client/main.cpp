@@ -247,6 +247,12 @@ int main(int argc, char** argv) {
     if (e != tern::Errc::ok) (void)ticket.fail_all(e);
   });
 
+  struct App {
+    Summary* sum;
+    tern::Reactor* reactor;
+    int requests;
+  } app{&sum, &reactor, opt.requests};
+
   // Feed the texts as room appears, `batch` at a time, so at most `concurrency` batches
   // are in the air and one is gathering.
   int next = 0;
@@ -257,7 +263,9 @@ int main(int argc, char** argv) {
       Text t{};
       std::snprintf(t.s, sizeof t.s, "text number %d", next);
       tern::Instant started = reactor.now();
-      auto id = embedder.add(t, started + tern::ms(opt.timeout_ms), [&, started](tern::Result<Embedding> r) {
+      // One pointer and the start time: small enough for a 32-bit target's callbacks.
+      auto id = embedder.add(t, started + tern::ms(opt.timeout_ms), [a = &app, started](tern::Result<Embedding> r) {
+        Summary& sum = *a->sum;
         ++sum.outcomes;
         if (r.ok() && r->dims > 0) {
           ++sum.texts_ok;
@@ -265,8 +273,8 @@ int main(int argc, char** argv) {
           tern::Errc err = r.ok() ? tern::Errc::protocol : r.error();
           ++sum.by_errc[static_cast<int>(err)];
         }
-        sum.latency_ms.push_back(static_cast<double>((reactor.now() - started).us) / 1000.0);
-        if (sum.outcomes == opt.requests) reactor.stop();
+        sum.latency_ms.push_back(static_cast<double>((a->reactor->now() - started).us) / 1000.0);
+        if (sum.outcomes == a->requests) a->reactor->stop();
       });
       if (!id) break;  // full: retried when outcomes free room
       ++next;

@@ -88,20 +88,21 @@ class Retriever : public tern::Agent {
       return;
     }
     held_[i] = std::move(reply);
-    bool fail = rng_.chance(opt_.fail_rate);
+    fail_[i] = rng_.chance(opt_.fail_rate);
+    query_[i] = m.value;
     // Latency varies by +-50% around the configured value.
     std::int64_t us = opt_.latency_ms * 1000;
     std::int64_t delay = us / 2 + static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(us) + 1));
-    std::int64_t query = m.value;
-    auto t = ctx.after(tern::us(delay), [this, i, fail, query](tern::Errc e) {
+    // Captures stay small (two words) so they fit a 32-bit target's callbacks too.
+    auto t = ctx.after(tern::us(delay), [this, i](tern::Errc e) {
       if (e != tern::Errc::ok) return;  // we are stopping: the Reply answers no_reply
       tern::Errc r;
-      if (fail) {
+      if (fail_[i]) {
         r = held_[i].fail(tern::Errc::failed);
       } else {
         tern::Message docs;
         docs.type = kDocuments;
-        docs.value = 3 + query % 5;  // documents found
+        docs.value = 3 + query_[i] % 5;  // documents found
         r = held_[i].ok(docs);
       }
       if (r == tern::Errc::late) ++late_answers;
@@ -116,6 +117,8 @@ class Retriever : public tern::Agent {
   const Options& opt_;
   tern::Rng& rng_;
   tern::Reply held_[kSlots];
+  bool fail_[kSlots] = {};
+  std::int64_t query_[kSlots] = {};
 };
 
 using Retrier = tern::Retrier<tern::Message, kSlots>;
@@ -149,14 +152,14 @@ class ScenarioGenerator : public tern::Agent {
       return;
     }
     held_[i] = std::move(reply);
-    std::int64_t query = m.value;
+    query_[i] = m.value;
     tern::AgentId self = ctx.self();
     auto id = retrier_.start(
         policy_, ctx.now() + tern::ms(opt_.timeout_ms),
-        [this, self, query](const Retrier::Context& a) { attempt(self, query, a); },
-        [this, i, query](tern::Result<tern::Message> docs) {
+        [this, self, i](const Retrier::Context& a) { attempt(self, i, a); },
+        [this, i](tern::Result<tern::Message> docs) {
           if (docs.ok()) {
-            (void)held_[i].ok(scenario(query, docs->value));
+            (void)held_[i].ok(scenario(query_[i], docs->value));
             ++answered_with_documents;
           } else {
             answer_fallback(held_[i], docs.error());
@@ -171,7 +174,7 @@ class ScenarioGenerator : public tern::Agent {
  private:
   // One try: through the breaker, as this agent, with the try's own timeout. An open
   // breaker fails the try at once with circuit_open, which is not retried.
-  void attempt(tern::AgentId self, std::int64_t query, const Retrier::Context& a) {
+  void attempt(tern::AgentId self, std::size_t i, const Retrier::Context& a) {
     tern::Instant now = rt_.reactor().now();
     tern::Errc allowed = breakers_.allow(retriever, now);
     if (allowed != tern::Errc::ok) {
@@ -180,16 +183,20 @@ class ScenarioGenerator : public tern::Agent {
     }
     tern::Message q;
     q.type = kQuery;
-    q.value = query;
+    q.value = query_[i];
+    // The ticket lives in the slot (a capture of it would not fit a 32-bit callback);
+    // the attempt number tells this try's answer from an older try's.
+    tickets_[i] = a.ticket;
+    std::uint16_t attempt_no = a.number;
     auto r = rt_.request_from(self, retriever, q, {.timeout = a.timeout},
-                              [this, t = a.ticket](tern::Result<tern::Message> docs) {
+                              [this, i, attempt_no](tern::Result<tern::Message> docs) {
                                 tern::Instant at = rt_.reactor().now();
                                 if (docs.ok()) {
                                   (void)breakers_.record_success(retriever, at);
                                 } else if (docs.error() != tern::Errc::cancelled) {
                                   (void)breakers_.record_failure(retriever, at);
                                 }
-                                (void)t.report(std::move(docs));
+                                if (tickets_[i].attempt() == attempt_no) (void)tickets_[i].report(std::move(docs));
                               });
     if (!r) (void)a.report(r.error());
   }
@@ -216,6 +223,8 @@ class ScenarioGenerator : public tern::Agent {
   tern::RetryBudget& budget_;
   tern::RetryPolicy policy_;
   tern::Reply held_[kSlots];
+  std::int64_t query_[kSlots] = {};
+  Retrier::Ticket tickets_[kSlots];
 };
 
 }  // namespace

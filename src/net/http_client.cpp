@@ -187,6 +187,7 @@ struct Writer {
   std::size_t len = 0;
   bool overflow = false;
   void put(std::string_view s) {
+    if (s.empty()) return;  // an empty view may have a null data()
     if (len + s.size() > cap) {
       overflow = true;
       return;
@@ -207,7 +208,7 @@ struct Writer {
 
 struct HttpClient::Impl {
   enum class ConnState : std::uint8_t { free, resolving, connecting, handshaking, busy, idle };
-  enum class ReqState : std::uint8_t { free, queued, active };
+  enum class ReqState : std::uint8_t { free, queued, active, backing_off };
 
   struct Request;
 
@@ -249,6 +250,9 @@ struct HttpClient::Impl {
     bool reused_conn = false;
     HttpCallback cb;
     Timer deadline;
+    Timer retry_timer;      // the backoff before the next try (HttpClientConfig::retry)
+    Backoff backoff;
+    std::uint16_t attempt = 1;
     Conn* conn = nullptr;
     std::uint64_t seq = 0;  // FIFO order among queued requests
   };
@@ -256,6 +260,7 @@ struct HttpClient::Impl {
   Reactor& reactor;
   HttpClientConfig config;
   HttpClientStats stats;
+  Rng rng;
   Errc init_error = Errc::ok;
   bool closing = false;
   // The client may be destroyed from inside one of its own callbacks. Every entry from
@@ -281,7 +286,7 @@ struct HttpClient::Impl {
   mbedtls_x509_crt ca;
   mbedtls_ssl_config ssl_conf;
 
-  Impl(Reactor& r, const HttpClientConfig& c) : reactor(r), config(c) {}
+  Impl(Reactor& r, const HttpClientConfig& c) : reactor(r), config(c), rng(c.seed) {}
 
   // ---- set-up ----
 
@@ -308,6 +313,7 @@ struct HttpClient::Impl {
       Request& q = reqs[i];
       q.impl = this;
       q.deadline.set_callback(&Impl::on_request_deadline, &q);
+      q.retry_timer.set_callback(&Impl::on_retry_due, &q);
       q.tx = new (std::nothrow) char[config.max_request_bytes];
       q.body = new (std::nothrow) char[config.max_response_bytes];
       if (!q.tx || !q.body) panic("HttpClient: out of memory at start-up");
@@ -389,6 +395,15 @@ struct HttpClient::Impl {
     ParsedUrl url;
     if (parse_url(in.url, &url) != Errc::ok) return reject(Errc::invalid_argument);
     if (in.header_count > kMaxRequestHeaders) return reject(Errc::invalid_argument);
+    if (config.retry && validate(*config.retry) != Errc::ok) return reject(Errc::invalid_argument);
+    if (config.breakers) {
+      char key[kBreakerKeyMax + 1];
+      if (origin_key(url.origin, key, sizeof key) &&
+          config.breakers->allow(std::string_view(key), reactor.now()) == Errc::circuit_open) {
+        ++stats.circuit_open;
+        return reject(Errc::circuit_open);
+      }
+    }
     for (std::size_t i = 0; i < in.header_count; ++i) {
       const HttpHeader& h = in.headers[i];
       if (!is_token(h.name) || has_ctl(h.value)) return reject(Errc::invalid_argument);
@@ -449,6 +464,8 @@ struct HttpClient::Impl {
     q->conn = nullptr;
     q->cb = std::move(cb);
     q->seq = next_seq++;
+    q->attempt = 1;
+    if (config.retry) q->backoff = Backoff(*config.retry);
     Duration timeout = in.timeout > Duration::zero() ? in.timeout : config.request_timeout;
     reactor.wheel().arm(q->deadline, reactor.now() + timeout);
     ++stats.requests;
@@ -474,12 +491,75 @@ struct HttpClient::Impl {
 
   // ---- ending requests (exactly once) ----
 
-  void finish(Request& q, Result<HttpResponse> outcome) {
-    if (q.state == ReqState::free) return;
-    reactor.wheel().cancel(q.deadline);
+  // "host:port" for the breaker set; false if it does not fit a BreakerKey.
+  static bool origin_key(const Origin& o, char* out, std::size_t cap) {
+    int n = std::snprintf(out, cap, "%s:%u", o.host, static_cast<unsigned>(o.port));
+    return n > 0 && static_cast<std::size_t>(n) < cap;
+  }
+
+  // Feeds the origin's breaker and the retry budget with one try's outcome, and decides
+  // whether to try again. True: the request is backing off (no outcome delivered yet).
+  bool retry_instead(Request& q, const Result<HttpResponse>& outcome, bool may_retry) {
+    Errc e = outcome.ok() ? (outcome->status >= 500 ? Errc::failed : Errc::ok) : outcome.error();
+    Instant now = reactor.now();
+    if (config.breakers && e != Errc::cancelled && e != Errc::shutdown) {
+      char key[kBreakerKeyMax + 1];
+      if (origin_key(q.origin, key, sizeof key)) {
+        if (e == Errc::ok) {
+          (void)config.breakers->record_success(std::string_view(key), now);
+        } else {
+          (void)config.breakers->record_failure(std::string_view(key), now);
+        }
+      }
+    }
+    const RetryPolicy* p = config.retry;
+    if (!p || e == Errc::ok) {
+      if (p && p->budget && e == Errc::ok) p->budget->record_success();
+      return false;
+    }
+    if (!p->retry_on(e)) return false;
+    if (p->budget) p->budget->record_failure();
+    if (!may_retry || closing || q.attempt >= p->max_attempts || (!q.idempotent && !config.retry_non_idempotent)) {
+      return false;
+    }
+    Duration delay = q.backoff.next(rng);
+    if (!q.deadline.armed() || now + delay >= q.deadline.deadline()) return false;
+    if (p->budget && !p->budget->allow_retry()) return false;
+    // Give back the slot while waiting; the try after the backoff queues again.
     if (q.state == ReqState::queued) {
       --stats.queued;
-    } else {
+    } else if (q.state == ReqState::active) {
+      --stats.in_flight;
+    }
+    if (q.conn) q.conn->req = nullptr;
+    q.conn = nullptr;
+    q.state = ReqState::backing_off;
+    ++q.attempt;
+    q.retried = false;
+    ++stats.retries;
+    reactor.wheel().arm(q.retry_timer, now + delay);
+    schedule_pump();
+    return true;
+  }
+
+  static void on_retry_due(void* ctx) {
+    Request& q = *static_cast<Request*>(ctx);
+    Impl& impl = *q.impl;
+    if (q.state != ReqState::backing_off) return;
+    q.state = ReqState::queued;
+    q.seq = impl.next_seq++;
+    ++impl.stats.queued;
+    impl.schedule_pump();
+  }
+
+  void finish(Request& q, Result<HttpResponse> outcome, bool may_retry = true) {
+    if (q.state == ReqState::free) return;
+    if (q.state != ReqState::backing_off && retry_instead(q, outcome, may_retry)) return;
+    reactor.wheel().cancel(q.deadline);
+    reactor.wheel().cancel(q.retry_timer);
+    if (q.state == ReqState::queued) {
+      --stats.queued;
+    } else if (q.state == ReqState::active) {
       --stats.in_flight;
     }
     if (q.conn) q.conn->req = nullptr;
@@ -503,7 +583,7 @@ struct HttpClient::Impl {
     Conn* c = q.conn;
     // The connection carried a half-done exchange: it cannot be reused.
     if (c) impl.close_conn(*c);
-    impl.finish(q, Errc::timeout);
+    impl.finish(q, Errc::timeout, false);
   }
 
   void cancel_all(Errc why) {
@@ -511,7 +591,7 @@ struct HttpClient::Impl {
       Request& q = reqs[i];
       if (q.state == ReqState::free) continue;
       if (q.conn) close_conn(*q.conn);
-      finish(q, why);
+      finish(q, why, false);
     }
   }
 

@@ -27,6 +27,8 @@
 #include <vector>
 
 #include "tern/net/http_client.hpp"
+#include "tern/resilience/circuit_breaker.hpp"
+#include "tern/resilience/retry.hpp"
 #include "tern/reactor/reactor.hpp"
 #include "tern_test.hpp"
 
@@ -1167,6 +1169,140 @@ TEST_F(HttpClientTest, IdleConnectionOfAnotherOriginMakesWay) {
   expect_recovers(client, "good");
   EXPECT_EQ(client.stats().connections_opened, 3u);
   EXPECT_EQ(client.stats().open_connections, 1u);
+}
+
+// ---- optional resilience: RetryPolicy and per-origin breakers ----
+
+class HttpClientResilience : public HttpClientTest {
+ protected:
+  // Requests /fault/flaky saw for `key` (server-side, all listeners).
+  int hits(const std::string& key) {
+    HttpClient probe(reactor_, HttpClientConfig{});
+    Outcome o = get(probe, url("plain", "/stats?key=" + key));
+    std::size_t at = o.body.find("\"hits\": ");
+    return at == std::string::npos ? -1 : std::atoi(o.body.c_str() + at + 8);
+  }
+  static std::string key(const char* what) {
+    static int n = 0;
+    return std::string(what) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+  }
+  tern::RetryPolicy policy_{.max_attempts = 3,
+                            .base_delay = tern::ms(10),
+                            .max_delay = tern::ms(50),
+                            .jitter = tern::Jitter::none};
+};
+
+TEST_F(HttpClientResilience, RetryPolicyRetriesA503UntilItSucceeds) {
+  config_.retry = &policy_;
+  HttpClient client(reactor_, config_);
+  std::string k = key("retry503");
+  Outcome o = get(client, url("good", "/fault/flaky?fail=2&key=" + k));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(client.stats().retries, 2u);
+  EXPECT_EQ(hits(k), 3);
+  expect_quiescent(client);
+}
+
+TEST_F(HttpClientResilience, RetryPolicyDeliversTheLast5xxWhenAttemptsRunOut) {
+  config_.retry = &policy_;
+  HttpClient client(reactor_, config_);
+  std::string k = key("exhaust");
+  Outcome o = get(client, url("good", "/fault/flaky?fail=100&key=" + k));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 503);
+  EXPECT_EQ(client.stats().retries, 2u);
+  EXPECT_EQ(hits(k), 3);
+  expect_quiescent(client);
+}
+
+TEST_F(HttpClientResilience, RetryPolicyRetriesAConnectionClosedWithoutAnswer) {
+  config_.retry = &policy_;
+  HttpClient client(reactor_, config_);
+  std::string k = key("close");
+  Outcome o = get(client, url("good", "/fault/flaky?fail=1&mode=close&key=" + k));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(hits(k), 2);
+}
+
+TEST_F(HttpClientResilience, PostIsRetriedOnlyWhenAllowed) {
+  config_.retry = &policy_;
+  HttpClient client(reactor_, config_);
+  std::string k1 = key("post");
+  std::string u1 = url("good", "/fault/flaky?fail=1&key=" + k1);
+  HttpRequest req;
+  req.method = "POST";
+  req.url = u1;
+  req.body = "{}";
+  Outcome o = fetch(client, req);
+  EXPECT_EQ(o.status, 503);
+  EXPECT_EQ(hits(k1), 1);
+
+  config_.retry_non_idempotent = true;
+  HttpClient lenient(reactor_, config_);
+  std::string k2 = key("post");
+  std::string u2 = url("good", "/fault/flaky?fail=1&key=" + k2);
+  req.url = u2;
+  Outcome o2 = fetch(lenient, req);
+  EXPECT_EQ(o2.status, 200);
+  EXPECT_EQ(hits(k2), 2);
+}
+
+TEST_F(HttpClientResilience, OpenBreakerRefusesAtTheCallAndSparesOtherOrigins) {
+  tern::BreakerSet<4> breakers(tern::BreakerConfig{.failure_threshold = 3});
+  config_.breakers = &breakers;
+  HttpClient client(reactor_, config_);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);
+  Outcome o;
+  std::string u = url("good", "/health");
+  HttpRequest req;
+  req.url = u;
+  EXPECT_EQ(client.request(req, capture(&o)), Errc::circuit_open);
+  EXPECT_EQ(client.stats().circuit_open, 1u);
+  expect_recovers(client, "plain");  // another origin, another breaker
+  run_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(o.calls, 0);
+}
+
+// A call refused at request() for its own fault (a bad header, a full queue) must not use
+// up the half-open trial: the breaker admits exactly P trials, each needs an outcome.
+TEST_F(HttpClientResilience, HalfOpenTrialIsNotUsedUpByARequestRefusedAtTheCall) {
+  tern::BreakerSet<4> breakers(tern::BreakerConfig{
+      .failure_threshold = 1, .open_duration = tern::ms(200), .half_open_calls = 1});
+  config_.breakers = &breakers;
+  HttpClient client(reactor_, config_);
+  EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);  // opens
+  run_for(std::chrono::milliseconds(400));                          // half-open is due
+  std::string u = url("good", "/health");
+  HttpRequest bad;
+  bad.url = u;
+  bad.headers[0] = {"X-Bad", "a\r\nb"};
+  bad.header_count = 1;
+  Outcome refused;
+  EXPECT_EQ(client.request(bad, capture(&refused)), Errc::invalid_argument);
+  HttpRequest good;
+  good.url = u;
+  Outcome o;
+  EXPECT_EQ(client.request(good, capture(&o)), Errc::ok)
+      << "the half-open trial went to a request that never went out";
+  if (o.calls == 0) (void)run_until([&] { return o.done(); });
+  EXPECT_EQ(o.status, 200);
+}
+
+// Retries of one request do not go through the breaker they just opened.
+TEST_F(HttpClientResilience, RetriesStopWhenTheBreakerOpens) {
+  tern::BreakerSet<4> breakers(tern::BreakerConfig{.failure_threshold = 2});
+  tern::RetryPolicy many = policy_;
+  many.max_attempts = 5;
+  config_.retry = &many;
+  config_.breakers = &breakers;
+  HttpClient client(reactor_, config_);
+  std::string k = key("breaker");
+  Outcome o = get(client, url("good", "/fault/flaky?fail=100&key=" + k));
+  EXPECT_TRUE(o.err == Errc::circuit_open || (o.err == Errc::ok && o.status == 503))
+      << tern::errc_name(o.err);
+  EXPECT_EQ(hits(k), 2) << "tries went out after the origin's breaker had opened";
 }
 
 // ---- re-entrancy: the callback may cancel or destroy the client ----

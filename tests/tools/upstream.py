@@ -21,7 +21,8 @@ Endpoints (HTTP/1.1, keep-alive, Content-Length responses unless a fault says ot
     GET  /echo                    the request as JSON (method, target, headers, body size,
                                   requests served before on this connection, TLS resumed)
     GET  /bytes/N                 N bytes of body ('a'..'z' repeating)
-    GET  /stats                   {"connections":N,"requests":N} since start, this listener
+    GET  /stats?key=K             {"connections":N,"requests":N} since start, this listener;
+                                  "hits": requests /fault/flaky saw for key K
     ANY  /fault/NAME?k=v          a scripted fault (below); also on any path with the
                                   header "X-Fault: NAME" or "X-Fault: NAME=ARG"
 
@@ -41,6 +42,8 @@ Faults:
     close-if-reused                   on a connection that already answered: close without
                                       answering (a keep-alive race); else answer normally
     idle-close (ms=N | X-Idle-Close-Ms: N)  answer, then close the connection after N ms idle
+    flaky (key=K, fail=N, code=C | mode=close)  the first N requests for key K get status C
+                                      (default 503), or a close without answer; then 200
 
 Server options: --idle-close-ms N closes every keep-alive connection idle for N ms.
 It exits by itself after --max-seconds (default 120), on stdin EOF (unless --no-stdin),
@@ -60,6 +63,7 @@ import sys
 import urllib.parse
 
 MAX_HEAD = 65536
+HITS = {}  # flaky key -> requests seen (all listeners)
 MAX_BODY = 8 << 20
 LOOPBACK = ("127.0.0.1", "::1")
 
@@ -248,6 +252,16 @@ class Conn:
                     self.abort_fin()
                     raise ConnectionResetError("fault: truncated, FIN")
                 return False
+            elif fault == "flaky":
+                key = query.get("key", "")
+                HITS[key] = HITS.get(key, 0) + 1
+                if HITS[key] <= num("fail", 1):
+                    if query.get("mode") == "close":
+                        return False
+                    code = int(query.get("code", "503"))
+                    await self.respond(code, {"error": {"message": f"flaky {HITS[key]}",
+                                                        "code": code}})
+                    return keep
             elif fault == "close-delimited":
                 n = num("bytes", 5000)
                 await self.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"c" * n)
@@ -293,7 +307,8 @@ class Conn:
             await self.respond(200, {"status": "ok"})
         elif path == "/stats":
             await self.respond(200, {"connections": self.listener.connections,
-                                     "requests": self.listener.requests})
+                                     "requests": self.listener.requests,
+                                     "hits": HITS.get(query.get("key", ""), 0)})
         elif path == "/echo":
             sslobj = self.writer.get_extra_info("ssl_object")
             await self.respond(200, {"method": method, "target": target, "headers": headers,

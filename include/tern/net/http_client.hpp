@@ -30,6 +30,8 @@
 #include "tern/core/time.hpp"
 #include "tern/net/http_parser.hpp"
 #include "tern/reactor/reactor.hpp"
+#include "tern/resilience/circuit_breaker.hpp"
+#include "tern/resilience/retry.hpp"
 
 namespace tern {
 
@@ -51,6 +53,16 @@ struct HttpClientConfig {
   // connection keeps max_header_bytes for the headers of the response it is reading.
   HttpLimits limits{.max_header_bytes = 4096, .max_headers = 32, .max_body = 16384};
   const char* ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  // Optional resilience. `retry`: a failed request (an error the policy's retry_on
+  // accepts, or a 5xx status, seen as Errc::failed) is tried again after the policy's
+  // backoff, within its own deadline and budget — idempotent methods only unless
+  // retry_non_idempotent. `breakers`: one breaker per origin ("host:port"); a request to
+  // an open origin fails at the call with Errc::circuit_open and takes no slot. Both
+  // must outlive the client.
+  const RetryPolicy* retry = nullptr;
+  bool retry_non_idempotent = false;
+  BreakerSetBase* breakers = nullptr;
+  std::uint64_t seed = 1;  // for the backoff's jitter
   // DANGER: accepts any certificate for any host name. For tests against throwaway
   // servers only; never in a product.
   bool insecure_skip_verify_DANGEROUS = false;
@@ -91,6 +103,8 @@ struct HttpClientStats {
   std::uint64_t reuses = 0;             // requests sent on a pooled connection
   std::uint64_t stale_closed = 0;       // pooled connections found closed by the peer
   std::uint64_t stale_retries = 0;      // idempotent requests retried after a stale reuse
+  std::uint64_t retries = 0;            // tries again under HttpClientConfig::retry
+  std::uint64_t circuit_open = 0;       // refused at the call by an open breaker
   std::size_t in_flight = 0;
   std::size_t queued = 0;
   std::size_t open_connections = 0;
@@ -114,7 +128,8 @@ class HttpClient {
   // response), too_large (response over a limit), cancelled — if this returns ok.
   // Errors at the call (no callback): full (queue full), invalid_argument (bad URL,
   // CR/LF in a header, empty callback), too_large (request over max_request_bytes),
-  // tls (the client could not load its CA file), shutdown (called while the client is
+  // tls (the client could not load its CA file), circuit_open (the origin's breaker is
+  // open; with HttpClientConfig::breakers), shutdown (called while the client is
   // being destroyed, e.g. from a callback its destructor runs).
   Errc request(const HttpRequest& req, HttpCallback on_response);
 
