@@ -396,14 +396,6 @@ struct HttpClient::Impl {
     if (parse_url(in.url, &url) != Errc::ok) return reject(Errc::invalid_argument);
     if (in.header_count > kMaxRequestHeaders) return reject(Errc::invalid_argument);
     if (config.retry && validate(*config.retry) != Errc::ok) return reject(Errc::invalid_argument);
-    if (config.breakers) {
-      char key[kBreakerKeyMax + 1];
-      if (origin_key(url.origin, key, sizeof key) &&
-          config.breakers->allow(std::string_view(key), reactor.now()) == Errc::circuit_open) {
-        ++stats.circuit_open;
-        return reject(Errc::circuit_open);
-      }
-    }
     for (std::size_t i = 0; i < in.header_count; ++i) {
       const HttpHeader& h = in.headers[i];
       if (!is_token(h.name) || has_ctl(h.value)) return reject(Errc::invalid_argument);
@@ -451,6 +443,8 @@ struct HttpClient::Impl {
     w.put("\r\n");
     w.put(in.body);
     if (w.overflow) return reject(Errc::too_large);
+    // Last of all, so a half-open breaker's trial goes to a request that is accepted.
+    if (!breaker_allows(url.origin)) return reject(Errc::circuit_open);
 
     q->state = ReqState::queued;
     q->origin = url.origin;
@@ -542,10 +536,26 @@ struct HttpClient::Impl {
     return true;
   }
 
+  // Asks the origin's breaker (if any) to admit one request; counts a refusal.
+  bool breaker_allows(const Origin& o) {
+    if (!config.breakers) return true;
+    char key[kBreakerKeyMax + 1];
+    if (!origin_key(o, key, sizeof key)) return true;
+    if (config.breakers->allow(std::string_view(key), reactor.now()) != Errc::circuit_open) return true;
+    ++stats.circuit_open;
+    return false;
+  }
+
   static void on_retry_due(void* ctx) {
     Request& q = *static_cast<Request*>(ctx);
     Impl& impl = *q.impl;
+    Guard g(&impl);
     if (q.state != ReqState::backing_off) return;
+    if (!impl.breaker_allows(q.origin)) {
+      // The origin's breaker opened while we waited: no further tries.
+      impl.finish(q, Errc::circuit_open, false);
+      return;
+    }
     q.state = ReqState::queued;
     q.seq = impl.next_seq++;
     ++impl.stats.queued;

@@ -2,6 +2,7 @@
 #include "tern/resilience/batcher.hpp"
 
 #include "tern/core/rng.hpp"
+#include "manual_reactor.hpp"
 #include "tern_test.hpp"
 
 namespace {
@@ -12,25 +13,7 @@ using tern::ManualClock;
 using tern::Reactor;
 using tern::Result;
 
-struct Fixture {
-  ManualClock clock;
-  Reactor reactor;
-  static tern::ReactorConfig config(const ManualClock& c) {
-    tern::ReactorConfig rc;
-    rc.manual_clock = &c;
-    rc.max_timers = 4;
-    rc.max_posted = 4;
-    rc.max_watches = 1;
-    return rc;
-  }
-  Fixture() : reactor(config(clock)) {}
-  void run() { reactor.run_until_idle(); }
-  void advance(tern::Duration d) {
-    clock.advance(d);
-    run();
-  }
-  Instant in(tern::Duration d) const { return clock.now() + d; }
-};
+using Fixture = tern_test::ManualReactor;
 
 // Counts live instances, so a test can check that every item is destroyed once.
 struct Text {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "tern/core/rng.hpp"
+#include "manual_reactor.hpp"
 #include "tern_test.hpp"
 
 namespace {
@@ -15,25 +16,7 @@ using tern::ManualClock;
 using tern::Reactor;
 using tern::Result;
 
-struct Fixture {
-  ManualClock clock;
-  Reactor reactor;
-  static tern::ReactorConfig config(const ManualClock& c) {
-    tern::ReactorConfig rc;
-    rc.manual_clock = &c;
-    rc.max_timers = 4;
-    rc.max_posted = 4;
-    rc.max_watches = 1;
-    return rc;
-  }
-  Fixture() : reactor(config(clock)) {}
-  void run() { reactor.run_until_idle(); }
-  void advance(tern::Duration d) {
-    clock.advance(d);
-    run();
-  }
-  Instant in(tern::Duration d) const { return clock.now() + d; }
-};
+using Fixture = tern_test::ManualReactor;
 
 using Docs = tern::Coalescer<std::uint32_t, int, 4, 4>;
 

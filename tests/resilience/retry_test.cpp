@@ -5,6 +5,7 @@
 #include "tern/reactor/reactor.hpp"
 #include "tern/resilience/circuit_breaker.hpp"
 #include "tern/resilience/retry_budget.hpp"
+#include "manual_reactor.hpp"
 #include "tern_test.hpp"
 
 namespace {
@@ -165,24 +166,8 @@ TEST(RetryPolicy, ValidateRejectsUnusableValues) {
 
 // ---- Retrier ----
 
-struct Fixture {
-  ManualClock clock;
-  Reactor reactor;
+struct Fixture : tern_test::ManualReactor {
   Rng rng{42};
-  static tern::ReactorConfig reactor_config(const ManualClock& c) {
-    tern::ReactorConfig rc;
-    rc.manual_clock = &c;
-    rc.max_timers = 4;
-    rc.max_posted = 4;
-    rc.max_watches = 1;
-    return rc;
-  }
-  Fixture() : reactor(reactor_config(clock)) {}
-  void run() { reactor.run_until_idle(); }
-  void advance(Duration d) {
-    clock.advance(d);
-    run();
-  }
   Instant now() const { return clock.now(); }
 };
 
