@@ -405,9 +405,17 @@ PublishResult Runtime::publish_from(AgentId from, TopicId topic, Message msg) {
     subs &= subs - 1;
     AgentSlot& s = agents_[a];
     if (s.state != AgentState::running || s.stop_pending) continue;
-    Message copy = msg;  // shares the payload: no bytes copied
-    copy.receiver = a;
-    if (enqueue(s, std::move(copy)) == Errc::ok) {
+    Errc e;
+    if (subs == 0) {
+      // The last subscriber takes the message itself: no copy, no reference count.
+      msg.receiver = a;
+      e = enqueue(s, std::move(msg));
+    } else {
+      Message copy = msg;  // shares the payload: no bytes copied
+      copy.receiver = a;
+      e = enqueue(s, std::move(copy));
+    }
+    if (e == Errc::ok) {
       ++r.delivered;
     } else {
       ++r.dropped;

@@ -204,6 +204,32 @@ struct Writer {
 
 }  // namespace
 
+// ---- DNS cookies ----
+//
+// evdns may run a lookup's callback after we cancelled it, on a later loop turn, even
+// after the client is gone. So the callback's argument is never the connection itself
+// but a cookie from this process-wide fixed table, which outlives every client: a
+// cookie whose connection gave up (or whose client died) just frees the answer.
+// HttpClients share the table, so they must run on one thread.
+namespace {
+struct DnsCookie {
+  void* conn = nullptr;  // HttpClient::Impl::Conn waiting for this answer; null: nobody
+  bool in_use = false;   // evdns still holds this cookie
+};
+constexpr std::size_t kDnsCookies = 128;
+DnsCookie g_dns_cookies[kDnsCookies];
+
+DnsCookie* take_dns_cookie(void* conn) {
+  for (DnsCookie& k : g_dns_cookies) {
+    if (k.in_use) continue;
+    k.in_use = true;
+    k.conn = conn;
+    return &k;
+  }
+  return nullptr;
+}
+}  // namespace
+
 // ---- the implementation ----
 
 struct HttpClient::Impl {
@@ -222,6 +248,7 @@ struct HttpClient::Impl {
     unsigned interest = 0;
     Timer timer;  // connect / handshake / idle deadline
     evdns_getaddrinfo_request* dns = nullptr;
+    DnsCookie* dns_cookie = nullptr;  // while resolving
     mbedtls_ssl_context ssl;
     bool ssl_setup = false;
     mbedtls_ssl_session session;
@@ -727,11 +754,13 @@ struct HttpClient::Impl {
   // ---- DNS ----
 
   void resolve(Conn& c) {
-    if (!dns_base) {
+    c.state = ConnState::resolving;
+    DnsCookie* cookie = dns_base ? take_dns_cookie(&c) : nullptr;
+    if (!cookie) {
       fail_conn(c, Errc::dns);
       return;
     }
-    c.state = ConnState::resolving;
+    c.dns_cookie = cookie;
     evutil_addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -740,20 +769,26 @@ struct HttpClient::Impl {
     char port[8];
     std::snprintf(port, sizeof port, "%u", static_cast<unsigned>(c.origin.port));
     c.dns = nullptr;
-    evdns_getaddrinfo_request* r = evdns_getaddrinfo(dns_base, c.origin.host, port, &hints, &Impl::on_resolved, &c);
+    evdns_getaddrinfo_request* r =
+        evdns_getaddrinfo(dns_base, c.origin.host, port, &hints, &Impl::on_resolved, cookie);
     // A NULL return means the callback already ran (cached, /etc/hosts or an error).
     if (r && c.state == ConnState::resolving) c.dns = r;
   }
 
   static void on_resolved(int result, evutil_addrinfo* res, void* arg) {
-    Conn& c = *static_cast<Conn*>(arg);
-    c.dns = nullptr;
-    Impl& impl = *c.impl;
-    Guard g(&impl);
-    if (result == EVUTIL_EAI_CANCEL) {
+    auto* cookie = static_cast<DnsCookie*>(arg);
+    auto* waiting = static_cast<Conn*>(cookie->conn);
+    cookie->in_use = false;
+    cookie->conn = nullptr;
+    if (!waiting || result == EVUTIL_EAI_CANCEL) {  // the connection gave up meanwhile
       if (res) evutil_freeaddrinfo(res);
       return;
     }
+    Conn& c = *waiting;
+    c.dns = nullptr;
+    c.dns_cookie = nullptr;
+    Impl& impl = *c.impl;
+    Guard g(&impl);
     if (c.state != ConnState::resolving) {
       if (res) evutil_freeaddrinfo(res);
       return;
@@ -1103,10 +1138,13 @@ struct HttpClient::Impl {
   void close_conn(Conn& c) {
     if (c.state == ConnState::free) return;
     reactor.wheel().cancel(c.timer);
+    if (c.dns_cookie) {
+      c.dns_cookie->conn = nullptr;  // a late answer (or the cancel) finds nobody
+      c.dns_cookie = nullptr;
+    }
     if (c.dns) {
       evdns_getaddrinfo_request* r = c.dns;
       c.dns = nullptr;
-      c.state = ConnState::free;  // the cancel callback sees a non-resolving slot
       evdns_getaddrinfo_cancel(r);
     }
     if (c.watching) {
