@@ -308,6 +308,28 @@ bool Runtime::dequeue(AgentSlot& s, Message* out) {
   return false;
 }
 
+// Unlinks the next message (highest priority first) but keeps its node, so the handler
+// can read the message in place; release_node() frees it afterwards.
+Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
+  Mailbox& mb = s.mailbox;
+  for (unsigned level = kPriorityLevels; level-- > 0;) {
+    NodeIndex i = mb.head[level];
+    if (i == kNil) continue;
+    mb.head[level] = nodes_[i].next;
+    if (mb.head[level] == kNil) mb.tail[level] = kNil;
+    --mb.count;
+    return i;
+  }
+  return kNil;
+}
+
+void Runtime::release_node(NodeIndex i) {
+  nodes_[i].msg.payload.reset();  // the handler may have kept its own reference
+  nodes_[i].next = free_node_;
+  free_node_ = i;
+  --nodes_in_use_;
+}
+
 Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
   if (shutting_down_ || draining_) return Errc::shutdown;
   AgentSlot* s = slot(to);
@@ -555,9 +577,10 @@ bool Runtime::dispatch_pass() {
     if (s.restart_pending) restart(id, s);
     for (std::size_t m = 0; m < config_.dispatch_budget; ++m) {
       if (s.state != AgentState::running || s.stop_pending) break;
-      Message msg;
-      if (!dequeue(s, &msg)) break;
-      deliver(id, s, msg);
+      NodeIndex i = detach_next(s);
+      if (i == kNil) break;
+      deliver(id, s, nodes_[i].msg);  // in place: no copy of the message
+      release_node(i);
     }
   }
   if (agent_count_) rr_cursor_ = (rr_cursor_ + 1) % agent_count_;

@@ -195,6 +195,8 @@ class Runtime {
   const AgentSlot* slot(AgentId a) const;
   Errc enqueue(AgentSlot& s, Message&& msg);
   bool dequeue(AgentSlot& s, Message* out);
+  NodeIndex detach_next(AgentSlot& s);
+  void release_node(NodeIndex i);
   void schedule();
   static void on_dispatch(void* context);
   void dispatch();

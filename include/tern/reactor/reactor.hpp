@@ -101,7 +101,9 @@ class Reactor {
   void run();
   // One turn: wait up to `max_wait` (less if a timer is due sooner; 0 with a manual
   // clock or when calls are posted) for I/O or a wake, then fire due timers, run the
-  // calls posted before this turn and drain the inboxes. Returns callbacks run.
+  // calls posted before this turn and drain the inboxes. When work is already due,
+  // only every 8th such turn polls for I/O (a system call), so a busy loop stays fast
+  // and I/O waits at most 8 turns. Returns callbacks run.
   std::size_t run_once(Duration max_wait = Duration::max());
   // Runs turns that do not wait while anything is runnable now; for tests with a
   // ManualClock. Returns callbacks run.
@@ -197,6 +199,8 @@ class Reactor {
   InboxBase* inboxes_ = nullptr;
   std::atomic<bool> inbox_pending_{false};
   bool stop_requested_ = false;
+  static constexpr std::uint32_t kBusyTurnsPerPoll = 8;
+  std::uint32_t busy_turns_ = 0;  // consecutive busy turns that skipped the I/O poll
   detail::PortState port_;
   CallInbox call_inbox_;
 };
