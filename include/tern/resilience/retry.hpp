@@ -25,6 +25,7 @@
 
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
+#include "tern/core/pending_table.hpp"
 #include "tern/core/rng.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
@@ -105,18 +106,9 @@ class Backoff {
   Jitter jitter_ = Jitter::none;
 };
 
-// Names one retried operation: slot index (low 32 bits) and the slot's generation (high
-// 32 bits), as RequestId does. 0 is never issued.
-struct RetryId {
-  std::uint64_t value = 0;
-  std::uint32_t slot() const { return static_cast<std::uint32_t>(value); }
-  std::uint32_t generation() const { return static_cast<std::uint32_t>(value >> 32); }
-  static RetryId make(std::uint32_t slot, std::uint32_t generation) {
-    return RetryId{(std::uint64_t{generation} << 32) | slot};
-  }
-  explicit operator bool() const { return value != 0; }
-  friend bool operator==(RetryId, RetryId) = default;
-};
+// Names one retried operation: the same slot-index-plus-generation id as a pending
+// request (Batcher and Coalescer name theirs the same way). 0 is never issued.
+using RetryId = RequestId;
 
 struct RetryStats {
   std::size_t in_use = 0;
