@@ -290,24 +290,6 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg) {
   return Errc::ok;
 }
 
-bool Runtime::dequeue(AgentSlot& s, Message* out) {
-  Mailbox& mb = s.mailbox;
-  for (unsigned level = kPriorityLevels; level-- > 0;) {
-    NodeIndex i = mb.head[level];
-    if (i == kNil) continue;
-    mb.head[level] = nodes_[i].next;
-    if (mb.head[level] == kNil) mb.tail[level] = kNil;
-    *out = std::move(nodes_[i].msg);
-    // The move emptied the node's payload; enqueue overwrites the other fields.
-    nodes_[i].next = free_node_;
-    free_node_ = i;
-    --nodes_in_use_;
-    --mb.count;
-    return true;
-  }
-  return false;
-}
-
 // Unlinks the next message (highest priority first) but keeps its node, so the handler
 // can read the message in place; release_node() frees it afterwards.
 Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
@@ -328,6 +310,14 @@ void Runtime::release_node(NodeIndex i) {
   nodes_[i].next = free_node_;
   free_node_ = i;
   --nodes_in_use_;
+}
+
+bool Runtime::dequeue(AgentSlot& s, Message* out) {
+  NodeIndex i = detach_next(s);
+  if (i == kNil) return false;
+  *out = std::move(nodes_[i].msg);
+  release_node(i);
+  return true;
 }
 
 Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
