@@ -242,8 +242,8 @@ void Reactor::stop() {
   stop_requested_ = true;
 }
 
-std::size_t Reactor::run_due() {
-  std::size_t n = wheel_.advance(now());
+std::size_t Reactor::run_due(Instant t) {
+  std::size_t n = wheel_.advance(t);
   n += run_posted();
   n += drain_inboxes();
   return n;
@@ -255,33 +255,33 @@ bool Reactor::runnable_now() const {
 
 std::size_t Reactor::run_once(Duration max_wait) {
   ++stats_.turns;
-  std::uint64_t io_before = stats_.io_events;
+  const std::uint64_t io_before = stats_.io_events;
+  const Instant start = now();
   Duration timeout = max_wait;
-  bool busy = false;  // work is due now, whatever the caller allowed
-  if (config_.manual_clock || runnable_now() || stop_requested_) {
-    timeout = Duration::zero();
-    busy = !config_.manual_clock;
-  } else {
+  bool busy = runnable_now() || stop_requested_;  // work is due now
+  if (!busy) {
     Instant next = wheel_.next_expiry();
     if (next != Instant::never()) {
-      Duration until = next - now();
+      Duration until = next - start;
       if (until < timeout) timeout = until;
       busy = until <= Duration::zero();
     }
-    if (timeout < Duration::zero()) timeout = Duration::zero();
   }
-  // A turn with work already due asks the OS for I/O only every kBusyTurnsPerPoll
-  // turns: the poll is a system call (microseconds) while the work may take
-  // nanoseconds, and I/O still gets its turn within a few.
-  if (busy && busy_turns_ + 1 < kBusyTurnsPerPoll) {
+  if (busy || config_.manual_clock || timeout < Duration::zero()) timeout = Duration::zero();
+  // A turn with work already due skips asking the OS for I/O, since that poll is a
+  // system call (microseconds here) while the work may take nanoseconds. I/O still gets
+  // its turn: at least every kMaxBusyTurnsWithoutPoll turns and every kMaxPollGap.
+  if (busy && busy_turns_ + 1 < kMaxBusyTurnsWithoutPoll && start - last_poll_ < kMaxPollGap) {
     ++busy_turns_;
-  } else {
-    busy_turns_ = 0;
-    if (timeout > Duration::zero()) ++stats_.waits;
-    port::wait(port_, timeout >= Duration::max() ? Duration(-1) : timeout);
+    return run_due(start);
   }
+  busy_turns_ = 0;
+  last_poll_ = start;
+  ++stats_.polls;
+  if (timeout > Duration::zero()) ++stats_.waits;
+  port::wait(port_, timeout >= Duration::max() ? Duration(-1) : timeout);
   std::size_t n = static_cast<std::size_t>(stats_.io_events - io_before);
-  return n + run_due();
+  return n + run_due(timeout > Duration::zero() ? now() : start);
 }
 
 std::size_t Reactor::run_until_idle() {

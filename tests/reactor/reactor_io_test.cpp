@@ -45,6 +45,61 @@ TEST(ReactorIo, WatchReportsReadableAndUnwatchStopsIt) {
   EXPECT_EQ(reads, 1);
 }
 
+// A loop kept busy by a call that re-posts itself skips the I/O poll on most turns,
+// but must still poll within kMaxBusyTurnsWithoutPoll turns: I/O is never starved.
+// The manual clock does not move, so only the turn bound can make it poll.
+void busy_loop_still_sees_io(const tern::ManualClock* clock) {
+  Reactor r(tern::ReactorConfig{.manual_clock = clock});
+  SocketPair sp;
+  int reads = 0;
+  char buf[16];
+  auto h = r.watch(sp.fd[0], tern::kReadable, [&](unsigned) {
+    ++reads;
+    EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
+  });
+  ASSERT_TRUE(h.ok());
+  struct Spinner {
+    Reactor* r;
+    std::uint64_t runs = 0;
+    void post() {
+      EXPECT_EQ(r->post([this] {
+        ++runs;
+        post();
+      }), Errc::ok);
+    }
+  } spin{&r};
+  spin.post();
+  for (int i = 0; i < 3; ++i) r.run_once(tern::Duration::zero());  // mid-way into a busy run
+  ASSERT_EQ(::write(sp.fd[1], "x", 1), 1);
+  int turns = 0;
+  while (reads == 0 && turns < 10 * static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll)) {
+    r.run_once(tern::Duration::zero());
+    ++turns;
+  }
+  EXPECT_EQ(reads, 1);
+  EXPECT_LE(turns, static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll));
+  EXPECT_GE(spin.runs, static_cast<std::uint64_t>(turns));  // the spinner ran every turn
+  // And the busy turns did skip the poll: 320 more turns, at most one poll per bound
+  // (or per kMaxPollGap of real time, which a slow emulator may reach).
+  const std::uint64_t polls_before = r.stats().polls;
+  const std::uint64_t n = 10 * Reactor::kMaxBusyTurnsWithoutPoll;
+  for (std::uint64_t i = 0; i < n; ++i) r.run_once(tern::Duration::zero());
+  const std::uint64_t polls = r.stats().polls - polls_before;
+  EXPECT_GE(polls, n / Reactor::kMaxBusyTurnsWithoutPoll);
+  if (clock) {
+    EXPECT_LE(polls, n / Reactor::kMaxBusyTurnsWithoutPoll + 1);
+  }
+  EXPECT_LT(polls, n);
+  EXPECT_EQ(r.unwatch(*h), Errc::ok);
+}
+
+TEST(ReactorIo, BusyLoopStillPollsForIoManualClock) {
+  tern::ManualClock clock;
+  busy_loop_still_sees_io(&clock);
+}
+
+TEST(ReactorIo, BusyLoopStillPollsForIoRealClock) { busy_loop_still_sees_io(nullptr); }
+
 TEST(ReactorIo, UnwatchInsideOwnCallbackIsSafe) {
   Reactor r;
   SocketPair sp;

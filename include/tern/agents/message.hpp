@@ -26,13 +26,14 @@ enum class MessageKind : std::uint8_t { event, request, reply, error };
 inline constexpr unsigned kPriorityLevels = 4;  // Message::priority is 0..3
 
 struct Message {
-  std::uint32_t type = 0;     // application-defined discriminator
+  // Largest fields first, so the struct packs to 40 bytes on 32- and 64-bit targets.
   std::int64_t value = 0;     // a small inline argument
+  RequestId correlation;      // set for requests and their replies
   Payload payload;            // shared bytes, if any
+  std::uint32_t type = 0;     // application-defined discriminator
   TopicId topic = kNoTopic;   // set by publish()
   AgentId sender = kNoAgent;  // set by the runtime
   AgentId receiver = kNoAgent;
-  RequestId correlation;      // set for requests and their replies
   MessageKind kind = MessageKind::event;
   std::uint8_t priority = 0;  // 0..3; higher is delivered first
   Errc status = Errc::ok;     // for kind == error

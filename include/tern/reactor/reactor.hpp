@@ -40,6 +40,7 @@ struct ReactorConfig {
 struct ReactorStats {
   std::uint64_t turns = 0;          // run_once() calls
   std::uint64_t waits = 0;          // times the loop blocked in the port (could sleep)
+  std::uint64_t polls = 0;          // turns that asked the port for I/O (waits included)
   std::uint64_t timers_fired = 0;
   std::uint64_t posted_run = 0;
   std::uint64_t inbox_items = 0;
@@ -84,6 +85,9 @@ class Reactor {
   static constexpr std::size_t kCallbackBytes = 4 * sizeof(void*);
   using Callback = InplaceFunction<void(), kCallbackBytes>;
   using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes>;
+  // Bounds on how long a busy loop may go without polling for I/O (see run_once).
+  static constexpr std::uint32_t kMaxBusyTurnsWithoutPoll = 32;
+  static constexpr Duration kMaxPollGap = us(100);
   // Capacity of the built-in inbox for calls from other threads.
   static constexpr std::size_t kCallInboxCapacity = 32;
   using CallInbox = Inbox<Callback, kCallInboxCapacity, 2 * sizeof(void*)>;
@@ -101,9 +105,10 @@ class Reactor {
   void run();
   // One turn: wait up to `max_wait` (less if a timer is due sooner; 0 with a manual
   // clock or when calls are posted) for I/O or a wake, then fire due timers, run the
-  // calls posted before this turn and drain the inboxes. When work is already due,
-  // only every 8th such turn polls for I/O (a system call), so a busy loop stays fast
-  // and I/O waits at most 8 turns. Returns callbacks run.
+  // calls posted before this turn and drain the inboxes. A turn that starts with work
+  // already due does not poll for I/O (a system call), so a busy loop stays fast; I/O
+  // is still polled at least every kMaxBusyTurnsWithoutPoll turns and kMaxPollGap of
+  // the clock. Returns callbacks run.
   std::size_t run_once(Duration max_wait = Duration::max());
   // Runs turns that do not wait while anything is runnable now; for tests with a
   // ManualClock. Returns callbacks run.
@@ -184,7 +189,7 @@ class Reactor {
   void inbox_notified();
   std::size_t drain_inboxes();
   std::size_t run_posted();
-  std::size_t run_due();
+  std::size_t run_due(Instant t);
   bool runnable_now() const;
 
   ReactorConfig config_;
@@ -199,8 +204,8 @@ class Reactor {
   InboxBase* inboxes_ = nullptr;
   std::atomic<bool> inbox_pending_{false};
   bool stop_requested_ = false;
-  static constexpr std::uint32_t kBusyTurnsPerPoll = 8;
   std::uint32_t busy_turns_ = 0;  // consecutive busy turns that skipped the I/O poll
+  Instant last_poll_;             // start of the last turn that polled
   detail::PortState port_;
   CallInbox call_inbox_;
 };
