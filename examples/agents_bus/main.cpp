@@ -64,6 +64,16 @@ tern::Instant g_t0;
   std::putchar('\n');
 }
 
+// The runtime's log sink: agents' ctx.log() lines and the runtime's own supervision
+// events (restarts, escalations), on the same timeline.
+int g_log_warnings = 0;  // warn and error lines, checked at the end
+void log_line(void*, const tern::LogRecord& r) {
+  if (r.level >= tern::LogLevel::warn) ++g_log_warnings;
+  long long t = (r.at - g_t0).millis();
+  std::printf("[%5lld ms] %-12s log %s: %.*s%s\n", t, r.agent_name, tern::log_level_name(r.level),
+              static_cast<int>(r.text.size()), r.text.data(), r.truncated ? "..." : "");
+}
+
 // ---- message types (Message::type is ours to define) ----
 
 enum MsgType : std::uint32_t {
@@ -632,7 +642,10 @@ int main(int argc, char** argv) {
   tern::Reactor reactor;
   g_reactor = &reactor;
   g_t0 = reactor.now();
-  tern::Runtime rt(reactor, tern::RuntimeConfig{});
+  tern::RuntimeConfig rt_config;
+  rt_config.log_sink = &log_line;
+  rt_config.log_level = tern::LogLevel::warn;
+  tern::Runtime rt(reactor, rt_config);
   if (reactor.stop_on_signals() != Errc::ok)
     std::fprintf(stderr, "(no signal handling)\n");
 
@@ -822,6 +835,13 @@ int main(int argc, char** argv) {
       flaky_c && g_seen.flaky_failures >= 1 &&
           flaky_c->restarts == static_cast<unsigned>(g_seen.flaky_failures),
       what);
+  std::snprintf(what, sizeof what,
+                "every restart and the escalation logged at warn or above (%d lines)",
+                g_log_warnings);
+  failed += check(flaky_c && modem_c &&
+                      g_log_warnings ==
+                          static_cast<int>(flaky_c->restarts + modem_c->restarts) + 1,
+                  what);
   std::snprintf(
       what, sizeof what,
       "group 1 escalated after %llu restarts (group_stop_reason(1) = %s), "

@@ -6,6 +6,7 @@
 #include "tern/agents/runtime.hpp"
 
 #include <cstring>
+#include <initializer_list>
 #include <new>
 
 namespace tern {
@@ -128,6 +129,8 @@ void Runtime::answer(Reply& reply, Message msg) {
 
 Instant Context::now() const { return runtime_.reactor_.now(); }
 Errc Context::send(AgentId to, Message msg) { return runtime_.send_from(self_, to, std::move(msg)); }
+Logger Context::log() { return Logger(runtime_, self_); }
+
 PublishResult Context::publish(TopicId topic, Message msg) {
   return runtime_.publish_from(self_, topic, std::move(msg));
 }
@@ -519,6 +522,29 @@ bool Runtime::cancel_timer(AgentTimerId id) {
   return true;
 }
 
+// ---- logging ----
+
+void Runtime::emit_log(LogLevel level, AgentId agent, std::string_view text, bool truncated) {
+  if (!log_enabled(level)) return;
+  const AgentSlot* s = slot(agent);
+  ++stats_.log_lines;
+  if (truncated) ++stats_.log_truncated;
+  config_.log_sink(config_.log_context,
+                   LogRecord{reactor_.now(), level, agent, s ? s->options.name : "-", text, truncated});
+}
+
+// The runtime's own lines: fixed words and names joined without printf, so a firmware
+// that never formats a log line does not link a formatter for these.
+void Runtime::log_event(LogLevel level, AgentId agent, const char* what, Errc reason) {
+  if (!log_enabled(level)) return;
+  char line[Logger::kLineMax];
+  std::size_t n = 0;
+  for (const char* part : {what, " (", errc_name(reason), ")"}) {
+    for (; *part && n + 1 < sizeof line; ++part) line[n++] = *part;
+  }
+  emit_log(level, agent, std::string_view(line, n), false);
+}
+
 // ---- dispatch ----
 
 void Runtime::schedule() {
@@ -672,9 +698,11 @@ void Runtime::supervise(AgentId id, Errc reason, bool failure) {
     if (t != Instant() && now - t < s.options.restart_window) ++recent;
   }
   if (recent >= max) {
+    log_event(LogLevel::error, id, "restart intensity exceeded: its group stops", reason);
     escalate(s.options.group, id, reason);
     return;
   }
+  log_event(LogLevel::warn, id, failure ? "failed; restarting" : "stopped; restarting", reason);
   s.restart_times[s.restart_head] = now == Instant() ? Instant(1) : now;
   s.restart_head = static_cast<std::uint8_t>((s.restart_head + 1) % 8);
   s.restart_pending = true;  // on a later turn, so a crash loop cannot recurse

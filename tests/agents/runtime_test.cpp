@@ -1,6 +1,9 @@
 // Agents runtime rules, with a manual clock (portable: runs on every port).
 #include "tern/agents/runtime.hpp"
 
+#include <cstdio>
+#include <cstring>
+
 #include "tern/core/rng.hpp"
 #include "tern_test.hpp"
 
@@ -623,3 +626,127 @@ TEST(Runtime, ShutdownGraceLetsRequestsInFlightFinishButRefusesNewWork) {
 }
 
 }  // namespace
+
+// ---- logging ----
+
+namespace {
+
+struct LogCapture {
+  struct Line {
+    tern::Instant at;
+    tern::LogLevel level;
+    AgentId agent;
+    char name[16];
+    char text[tern::Logger::kLineMax];
+    std::size_t len;
+    bool truncated;
+  };
+  Line lines[8] = {};
+  int n = 0;
+  static void sink(void* self, const tern::LogRecord& r) {
+    auto& c = *static_cast<LogCapture*>(self);
+    if (c.n >= 8) return;
+    Line& l = c.lines[c.n++];
+    l.at = r.at;
+    l.level = r.level;
+    l.agent = r.agent;
+    std::snprintf(l.name, sizeof l.name, "%s", r.agent_name);
+    std::memcpy(l.text, r.text.data(), r.text.size());
+    l.text[r.text.size()] = '\0';
+    l.len = r.text.size();
+    l.truncated = r.truncated;
+  }
+};
+
+struct LogFixture : Fixture {
+  LogCapture capture;
+  tern::RuntimeConfig logging_config(tern::LogLevel level) {
+    tern::RuntimeConfig c = runtime_config();
+    c.log_sink = &LogCapture::sink;
+    c.log_context = &capture;
+    c.log_level = level;
+    return c;
+  }
+};
+
+struct Talker : tern::Agent {
+  void on_message(Context& ctx, Message& m) override {
+    ctx.log().debug("debug %d", 1);
+    ctx.log().info("got %ld", static_cast<long>(m.value));
+    if (ctx.log().enabled(tern::LogLevel::warn)) ctx.log().warn("%s", "careful");
+    ctx.log().log(tern::LogLevel::error, "bad %s", "thing");
+  }
+};
+
+}  // namespace
+
+TEST(Runtime, LogLinesCarryTimeAgentAndTextAndRespectTheLevel) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::info));
+  Talker talker;
+  auto id = rt.spawn(talker, {.name = "talker"});
+  ASSERT_TRUE(id.ok());
+  f.clock.advance(tern::ms(7));
+  ASSERT_EQ(rt.send(*id, value(42)), Errc::ok);
+  f.run();
+  ASSERT_EQ(f.capture.n, 3);  // the debug line is below the level
+  EXPECT_STREQ(f.capture.lines[0].text, "got 42");
+  EXPECT_TRUE(f.capture.lines[0].level == tern::LogLevel::info);
+  EXPECT_EQ(f.capture.lines[0].agent, *id);
+  EXPECT_STREQ(f.capture.lines[0].name, "talker");
+  EXPECT_EQ(f.capture.lines[0].at.us, tern::ms(7).us);
+  EXPECT_FALSE(f.capture.lines[0].truncated);
+  EXPECT_STREQ(f.capture.lines[1].text, "careful");
+  EXPECT_TRUE(f.capture.lines[1].level == tern::LogLevel::warn);
+  EXPECT_STREQ(f.capture.lines[2].text, "bad thing");
+  EXPECT_TRUE(f.capture.lines[2].level == tern::LogLevel::error);
+  EXPECT_EQ(rt.stats().log_lines, 3u);
+  // From outside any agent.
+  rt.logger().warn("from %s", "main");
+  ASSERT_EQ(f.capture.n, 4);
+  EXPECT_EQ(f.capture.lines[3].agent, tern::kNoAgent);
+  EXPECT_STREQ(f.capture.lines[3].name, "-");
+  EXPECT_STREQ(f.capture.lines[3].text, "from main");
+  rt.shutdown(tern::Duration::zero());
+}
+
+TEST(Runtime, LongLogLineIsCutAndMarkedAndNoSinkWritesNothing) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::debug));
+  char long_text[300];
+  std::memset(long_text, 'x', sizeof long_text - 1);
+  long_text[sizeof long_text - 1] = '\0';
+  rt.logger().info("%s", long_text);
+  ASSERT_EQ(f.capture.n, 1);
+  EXPECT_EQ(f.capture.lines[0].len, tern::Logger::kLineMax - 1);
+  EXPECT_TRUE(f.capture.lines[0].truncated);
+  EXPECT_EQ(rt.stats().log_truncated, 1u);
+  EXPECT_FALSE(rt.logger().enabled(tern::LogLevel::off));
+  // The fixture's own runtime has no sink: nothing is enabled or counted.
+  EXPECT_FALSE(f.rt.logger().enabled(tern::LogLevel::error));
+  f.rt.logger().error("dropped");
+  EXPECT_EQ(f.rt.stats().log_lines, 0u);
+  EXPECT_EQ(f.capture.n, 1);
+  rt.shutdown(tern::Duration::zero());
+}
+
+TEST(Runtime, SupervisionEventsAreLogged) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::warn));
+  Flaky flaky;
+  auto id = rt.spawn(flaky, {.name = "flaky", .restart = tern::Restart::on_failure, .max_restarts = 1,
+                             .restart_window = tern::seconds(10), .group = 3});
+  ASSERT_TRUE(id.ok());
+  ASSERT_EQ(rt.send(*id, value(-1)), Errc::ok);
+  f.advance(tern::ms(1));
+  ASSERT_EQ(f.capture.n, 1);
+  EXPECT_STREQ(f.capture.lines[0].text, "failed; restarting (failed)");
+  EXPECT_TRUE(f.capture.lines[0].level == tern::LogLevel::warn);
+  EXPECT_STREQ(f.capture.lines[0].name, "flaky");
+  ASSERT_EQ(rt.send(*id, value(-1)), Errc::ok);
+  f.advance(tern::ms(1));
+  ASSERT_EQ(f.capture.n, 2);
+  EXPECT_STREQ(f.capture.lines[1].text, "restart intensity exceeded: its group stops (failed)");
+  EXPECT_TRUE(f.capture.lines[1].level == tern::LogLevel::error);
+  rt.shutdown(tern::Duration::zero());
+}

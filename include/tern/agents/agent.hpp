@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+#include "tern/agents/log.hpp"
 #include "tern/agents/message.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
@@ -172,6 +173,8 @@ class Context {
   // Why the agent is stopping (inside on_stop); ok otherwise.
   Errc stop_reason() const;
   AgentCounters& counters();
+  // This agent's logger: lines carry its id and name (see log.hpp).
+  Logger log();
 
  private:
   friend class Runtime;

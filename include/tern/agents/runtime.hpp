@@ -21,6 +21,7 @@
 #include <memory>
 
 #include "tern/agents/agent.hpp"
+#include "tern/agents/log.hpp"
 #include "tern/agents/message.hpp"
 #include "tern/agents/payload.hpp"
 #include "tern/core/pending_table.hpp"
@@ -40,6 +41,11 @@ struct RuntimeConfig {
   std::size_t max_wildcards = 8;    // "prefix*" subscriptions
   std::size_t dispatch_budget = 8;  // messages per agent per turn (fairness)
   PayloadConfig payloads;
+  // Where Context::log() lines and the runtime's supervision events go (see log.hpp).
+  // No sink: nothing is formatted or written.
+  LogSink log_sink = nullptr;
+  void* log_context = nullptr;
+  LogLevel log_level = LogLevel::info;
 };
 
 struct RuntimeStats {
@@ -52,6 +58,8 @@ struct RuntimeStats {
   std::uint64_t escalations = 0;
   std::uint64_t flushed = 0;            // queued events discarded when an agent stopped
   std::uint64_t publish_refused = 0;    // publish() to an unknown topic or during shutdown
+  std::uint64_t log_lines = 0;          // lines handed to the log sink
+  std::uint64_t log_truncated = 0;      // ... of them cut at Logger::kLineMax
 };
 
 enum class AgentState : std::uint8_t { unused, running, stopped };
@@ -93,6 +101,14 @@ class Runtime {
   }
   Result<RequestId> request_from(AgentId from, AgentId to, Message msg, RequestOptions options,
                                  ReplyCallback on_reply);
+
+  // Logs as agent `a` (kNoAgent: as the application) from code outside a handler.
+  Logger logger(AgentId a = kNoAgent) { return Logger(*this, a); }
+  bool log_enabled(LogLevel level) const {
+    return config_.log_sink != nullptr && level >= config_.log_level && level != LogLevel::off;
+  }
+  // Hands one finished line to the sink (Logger's back end; `text` has no newline).
+  void emit_log(LogLevel level, AgentId agent, std::string_view text, bool truncated);
 
   // Interns a topic name (<= 31 chars). Same name, same id.
   // Errors: full (max_topics), too_large (long name), invalid_argument (empty).
@@ -225,6 +241,7 @@ class Runtime {
   void deliver(AgentId id, AgentSlot& s, Message& msg);
   void after_handler(AgentId id, AgentSlot& s);
   void terminate(AgentId id, Errc reason, bool failure);
+  void log_event(LogLevel level, AgentId agent, const char* what, Errc reason);
   void supervise(AgentId id, Errc reason, bool failure);
   void escalate(GroupId group, AgentId culprit, Errc reason);
   void flush_mailbox(AgentId id, AgentSlot& s, Errc reason);
