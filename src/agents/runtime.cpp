@@ -338,7 +338,8 @@ Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
   AgentSlot* s = slot(to);
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
-  Errc e = enqueue(*s, std::move(msg), Envelope{MessageKind::event, from, to});
+  const TopicId topic = msg.topic;  // kept: a forwarded event still names its topic
+  Errc e = enqueue(*s, std::move(msg), Envelope{MessageKind::event, from, to, topic});
   if (e == Errc::ok) {
     ++stats_.sent;
     if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
@@ -467,8 +468,9 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   if (!id) return id.error();
   request_meta_[id->slot()] = RequestMeta{to, from};
   // Room was checked above.
+  const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
-                Envelope{MessageKind::request, from, to, kNoTopic, *id, options.priority});
+                Envelope{MessageKind::request, from, to, topic, *id, options.priority});
   if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
   return id;
 }

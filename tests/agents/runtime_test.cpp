@@ -750,3 +750,38 @@ TEST(Runtime, SupervisionEventsAreLogged) {
   EXPECT_TRUE(f.capture.lines[1].level == tern::LogLevel::error);
   rt.shutdown(tern::Duration::zero());
 }
+
+namespace {
+struct Forwarder : tern::Agent {
+  AgentId to = tern::kNoAgent;
+  void on_message(Context& ctx, Message& m) override { EXPECT_EQ(ctx.send(to, m), Errc::ok); }
+};
+struct TopicSeen : tern::Agent {
+  tern::TopicId topic = 0;
+  AgentId sender = 0;
+  int n = 0;
+  void on_message(Context&, Message& m) override {
+    topic = m.topic;
+    sender = m.sender;
+    ++n;
+  }
+};
+}  // namespace
+
+TEST(Runtime, ForwardedEventKeepsItsTopicAndNamesTheForwarder) {
+  Fixture f;
+  Forwarder fwd;
+  TopicSeen sink;
+  auto s = f.rt.spawn(sink, {.name = "sink"});
+  auto w = f.rt.spawn(fwd, {.name = "fwd"});
+  ASSERT_TRUE(s.ok() && w.ok());
+  fwd.to = *s;
+  auto t = f.rt.topic("sensor/temp");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(f.rt.subscribe(*w, *t), Errc::ok);
+  EXPECT_EQ(f.rt.publish(*t, value(5)).delivered, 1);
+  f.run();
+  ASSERT_EQ(sink.n, 1);
+  EXPECT_EQ(sink.topic, *t);
+  EXPECT_EQ(sink.sender, *w);
+}

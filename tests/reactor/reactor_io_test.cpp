@@ -79,8 +79,9 @@ void busy_loop_still_sees_io(const tern::ManualClock* clock) {
   EXPECT_EQ(reads, 1);
   EXPECT_LE(turns, static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll));
   EXPECT_GE(spin.runs, static_cast<std::uint64_t>(turns));  // the spinner ran every turn
-  // And the busy turns did skip the poll: 320 more turns, at most one poll per bound
-  // (or per kMaxPollGap of real time, which a slow emulator may reach).
+  // And the busy turns did skip the poll: 320 more turns, at least one poll per bound,
+  // and with the manual clock no more than that. (With the real clock kMaxPollGap may
+  // also trigger polls: an emulator can take longer than 100 us per turn.)
   const std::uint64_t polls_before = r.stats().polls;
   const std::uint64_t n = 10 * Reactor::kMaxBusyTurnsWithoutPoll;
   for (std::uint64_t i = 0; i < n; ++i) r.run_once(tern::Duration::zero());
@@ -89,7 +90,6 @@ void busy_loop_still_sees_io(const tern::ManualClock* clock) {
   if (clock) {
     EXPECT_LE(polls, n / Reactor::kMaxBusyTurnsWithoutPoll + 1);
   }
-  EXPECT_LT(polls, n);
   EXPECT_EQ(r.unwatch(*h), Errc::ok);
 }
 
