@@ -23,9 +23,14 @@ const char* log_level_name(LogLevel level) {
 void stdio_log_sink(void* file, const LogRecord& r) {
   static constexpr char kLetter[] = {'D', 'I', 'W', 'E', '-'};
   const std::int64_t us = r.at.us;
-  std::fprintf(file ? static_cast<std::FILE*>(file) : stderr, "%5lld.%06lld %c %s: %.*s%s\n",
+  char req[32] = "";
+  if (r.correlation) {
+    std::snprintf(req, sizeof req, " [req %lu.%lu]", static_cast<unsigned long>(r.correlation.slot()),
+                  static_cast<unsigned long>(r.correlation.generation()));
+  }
+  std::fprintf(file ? static_cast<std::FILE*>(file) : stderr, "%5lld.%06lld %c %s%s: %.*s%s\n",
                static_cast<long long>(us / 1000000), static_cast<long long>(us % 1000000),
-               kLetter[static_cast<unsigned>(r.level) % 5], r.agent_name,
+               kLetter[static_cast<unsigned>(r.level) % 5], r.agent_name, req,
                static_cast<int>(r.text.size()), r.text.data(), r.truncated ? "..." : "");
 }
 

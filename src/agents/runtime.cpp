@@ -462,7 +462,10 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
             ++s->counters.requests_failed;
           }
         }
+        const RequestId outer = log_correlation_;
+        log_correlation_ = pending_.finishing();
         cb(std::move(r));
+        log_correlation_ = outer;
       },
       from == kNoAgent ? nullptr : &agents_[from]);
   if (!id) return id.error();
@@ -532,7 +535,8 @@ void Runtime::emit_log(LogLevel level, AgentId agent, std::string_view text, boo
   ++stats_.log_lines;
   if (truncated) ++stats_.log_truncated;
   config_.log_sink(config_.log_context,
-                   LogRecord{reactor_.now(), level, agent, s ? s->options.name : "-", text, truncated});
+                   LogRecord{reactor_.now(), level, agent, s ? s->options.name : "-",
+                             log_correlation_, text, truncated});
 }
 
 // The runtime's own lines: fixed words and names joined without printf, so a firmware
@@ -608,7 +612,10 @@ void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {
   ++stats_.delivered;
   s.in_handler = true;
   if (msg.kind == MessageKind::request) {
+    const RequestId outer = log_correlation_;
+    log_correlation_ = msg.correlation;
     s.agent->on_request(ctx, msg, Reply(this, msg.correlation, msg.sender, id));
+    log_correlation_ = outer;
   } else {
     s.agent->on_message(ctx, msg);
   }

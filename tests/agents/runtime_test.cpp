@@ -636,6 +636,7 @@ struct LogCapture {
     tern::Instant at;
     tern::LogLevel level;
     AgentId agent;
+    tern::RequestId correlation;
     char name[16];
     char text[tern::Logger::kLineMax];
     std::size_t len;
@@ -650,6 +651,7 @@ struct LogCapture {
     l.at = r.at;
     l.level = r.level;
     l.agent = r.agent;
+    l.correlation = r.correlation;
     std::snprintf(l.name, sizeof l.name, "%s", r.agent_name);
     std::memcpy(l.text, r.text.data(), r.text.size());
     l.text[r.text.size()] = '\0';
@@ -784,4 +786,54 @@ TEST(Runtime, ForwardedEventKeepsItsTopicAndNamesTheForwarder) {
   ASSERT_EQ(sink.n, 1);
   EXPECT_EQ(sink.topic, *t);
   EXPECT_EQ(sink.sender, *w);
+}
+
+namespace {
+struct LoggingResponder : tern::Agent {
+  bool answer = true;
+  void on_request(Context& ctx, Message& m, Reply reply) override {
+    ctx.log().info("asked %ld", static_cast<long>(m.value));
+    if (answer) {
+      (void)reply.ok(m);
+    } else {
+      held = std::move(reply);  // never answered: the request times out
+    }
+  }
+  Reply held;
+};
+}  // namespace
+
+TEST(Runtime, LogLinesCarryTheRequestTheyBelongTo) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::info));
+  LoggingResponder responder;
+  auto to = rt.spawn(responder, {.name = "responder"});
+  ASSERT_TRUE(to.ok());
+  Runtime* rtp = &rt;
+  auto ok_id = rt.request(*to, value(1), {.timeout = tern::ms(50)}, [rtp](Result<Message> r) {
+    rtp->logger().info("answered %s", r.ok() ? "ok" : "err");
+  });
+  ASSERT_TRUE(ok_id.ok());
+  f.run();
+  responder.answer = false;
+  auto late_id = rt.request(*to, value(2), {.timeout = tern::ms(50)}, [rtp](Result<Message> r) {
+    rtp->logger().info("gave up: %s", r.ok() ? "ok" : tern::errc_name(r.error()));
+  });
+  ASSERT_TRUE(late_id.ok());
+  f.run();
+  f.advance(tern::ms(60));
+  rt.logger().info("outside");
+  ASSERT_EQ(f.capture.n, 5);
+  EXPECT_STREQ(f.capture.lines[0].text, "asked 1");
+  EXPECT_TRUE(f.capture.lines[0].correlation == *ok_id);
+  EXPECT_STREQ(f.capture.lines[1].text, "answered ok");
+  EXPECT_TRUE(f.capture.lines[1].correlation == *ok_id);
+  EXPECT_STREQ(f.capture.lines[2].text, "asked 2");
+  EXPECT_TRUE(f.capture.lines[2].correlation == *late_id);
+  EXPECT_STREQ(f.capture.lines[3].text, "gave up: timeout");
+  EXPECT_TRUE(f.capture.lines[3].correlation == *late_id);
+  EXPECT_STREQ(f.capture.lines[4].text, "outside");
+  EXPECT_FALSE(static_cast<bool>(f.capture.lines[4].correlation));
+  responder.held = Reply();
+  rt.shutdown(tern::Duration::zero());
 }

@@ -13,7 +13,9 @@
 //   }
 //
 // The runtime logs its own supervision events through the same sink: a failure that
-// restarts an agent (warn) and an escalation that stops a group (error).
+// restarts an agent (warn) and an escalation that stops a group (error). A line logged
+// while a request is handled (on_request) or answered (its reply callback, whatever the
+// outcome) carries that request's id, so one request can be followed across agents.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +39,7 @@ struct LogRecord {
   LogLevel level;
   AgentId agent;              // kNoAgent for lines from outside any agent
   const char* agent_name;     // "-" for kNoAgent
+  RequestId correlation;      // the request being handled or answered, if any
   std::string_view text;      // without a trailing newline; valid during the call only
   bool truncated;             // the line was longer than Logger::kLineMax - 1
 };
@@ -45,8 +48,9 @@ struct LogRecord {
 // inside the call that logged; it must not block for long.
 using LogSink = void (*)(void* context, const LogRecord& record);
 
-// A ready-made sink: "  12.345678 W sensor: text" to a stdio FILE* (context), or to
-// stderr when context is null. On the Cortex-M port stdio goes through semihosting.
+// A ready-made sink: "  12.345678 W sensor: text", with " [req 3.1]" (slot.generation)
+// when the line belongs to a request, to a stdio FILE* (context), or to stderr when
+// context is null. On the Cortex-M port stdio goes through semihosting.
 void stdio_log_sink(void* file, const LogRecord& record);
 
 // What Context::log() and Runtime::logger() return: a small value naming the runtime and

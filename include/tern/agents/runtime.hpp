@@ -214,7 +214,6 @@ class Runtime {
   bool cancel_timer(AgentTimerId id);
   static void on_agent_timer(void* context);
   void answer(Reply& reply, Message msg);
-  void on_reply_outcome(RequestId id, Result<Message>& r);
 
   AgentSlot* slot(AgentId a);
   const AgentSlot* slot(AgentId a) const;
@@ -279,6 +278,7 @@ class Runtime {
   bool shutting_down_ = false;
   bool draining_ = false;
   Reply* live_replies_ = nullptr;
+  RequestId log_correlation_;  // the request being handled or answered, for log lines
   bool shut_down_ = false;
   Errc group_reason_[256] = {};
   EscalationHandler on_escalate_;

@@ -143,6 +143,9 @@ class PendingTableBase {
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }
+  // Inside a callback this table is running: the id of the request it ends (so a
+  // callback can log or trace it). Empty outside callbacks.
+  RequestId finishing() const { return finishing_; }
   bool full() const { return stats_.in_use == capacity_; }
   std::size_t capacity() const { return capacity_; }
 
@@ -197,6 +200,7 @@ class PendingTableBase {
   // cancel anything (this id now reads as late) and may reuse the slot.
   void finish(Slot& s, Result<T> outcome) {
     wheel_.cancel(s.timer);
+    const RequestId id = RequestId::make(index_of(s), s.generation);
     Callback cb = std::move(s.on_done);
     s.active = false;
     s.owner = nullptr;
@@ -205,7 +209,10 @@ class PendingTableBase {
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;
+    const RequestId outer = finishing_;  // callbacks may end other requests
+    finishing_ = id;
     cb(std::move(outcome));
+    finishing_ = outer;
   }
 
   static void on_deadline(void* context) {
@@ -233,6 +240,7 @@ class PendingTableBase {
   std::size_t capacity_;
   std::uint32_t free_ = 0;
   PendingStats stats_;
+  RequestId finishing_;
 };
 
 template <typename T, std::size_t N, std::size_t CallbackBytes>
