@@ -208,3 +208,23 @@ TEST(PendingTable, RandomInterleavingsEndEveryRequestExactlyOnce) {
 }
 
 }  // namespace
+
+TEST(PendingTable, FinishingNamesTheRequestWhoseCallbackRunsEvenWhenNested) {
+  TimerWheel wheel;
+  PendingTable<int, 4> table(wheel);
+  RequestId inner_seen, outer_seen_before, outer_seen_after;
+  Result<RequestId> inner = table.start(Instant(1000000), [&](Result<int>) { inner_seen = table.finishing(); });
+  ASSERT_TRUE(inner.ok());
+  Result<RequestId> outer = table.start(Instant(1000000), [&](Result<int>) {
+    outer_seen_before = table.finishing();
+    EXPECT_EQ(table.complete(*inner, 1), Errc::ok);  // ends another request inside
+    outer_seen_after = table.finishing();
+  });
+  ASSERT_TRUE(outer.ok());
+  EXPECT_FALSE(static_cast<bool>(table.finishing()));
+  EXPECT_EQ(table.fail(*outer, Errc::failed), Errc::ok);
+  EXPECT_TRUE(outer_seen_before == *outer);
+  EXPECT_TRUE(inner_seen == *inner);
+  EXPECT_TRUE(outer_seen_after == *outer);
+  EXPECT_FALSE(static_cast<bool>(table.finishing()));
+}
