@@ -22,6 +22,7 @@
 #include <mbedtls/x509_crt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -230,6 +231,27 @@ DnsCookie* take_dns_cookie(void* conn) {
 }
 }  // namespace
 
+// ---- the entropy source ----
+//
+// Each client's CTR_DRBG is seeded (and reseeded) straight from the kernel's CSPRNG with
+// getrandom(2), which blocks only until the kernel's pool is initialised. An
+// mbedtls_entropy_context would mix the same source in, and with Debian's build (HAVEGE
+// on) it is ~38 KB per client.
+namespace {
+int kernel_entropy(void*, unsigned char* out, std::size_t len) {
+  while (len > 0) {
+    ssize_t n = ::getrandom(out, len, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
+    }
+    out += n;
+    len -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+}  // namespace
+
 // ---- the implementation ----
 
 struct HttpClient::Impl {
@@ -237,6 +259,16 @@ struct HttpClient::Impl {
   enum class ReqState : std::uint8_t { free, queued, active, backing_off };
 
   struct Request;
+
+  // The last TLS session of an origin, for resumption by any of its connections: one
+  // copy per origin (the session holds the peer certificate, 1-2 KB), not one per
+  // connection. Least recently saved first out when the cache is full.
+  struct SavedSession {
+    Origin origin;
+    mbedtls_ssl_session session;
+    bool valid = false;
+    std::uint64_t saved_at = 0;  // session_clock when saved
+  };
 
   struct Conn {
     Impl* impl = nullptr;
@@ -251,9 +283,6 @@ struct HttpClient::Impl {
     DnsCookie* dns_cookie = nullptr;  // while resolving
     mbedtls_ssl_context ssl;
     bool ssl_setup = false;
-    mbedtls_ssl_session session;
-    bool has_session = false;
-    Origin session_origin;
     std::uint32_t served = 0;
     Request* req = nullptr;
     HttpResponseParser* parser = nullptr;
@@ -269,7 +298,9 @@ struct HttpClient::Impl {
     char* tx = nullptr;
     std::size_t tx_len = 0;
     std::size_t tx_off = 0;
-    char* body = nullptr;
+    // The response arena (max_response_bytes): the connection's parser keeps the head at
+    // its start (head_bytes() of it) and the body follows.
+    char* response = nullptr;
     std::size_t body_len = 0;
     bool head = false;
     bool idempotent = false;
@@ -303,12 +334,14 @@ struct HttpClient::Impl {
   };
   Conn* conns = nullptr;
   Request* reqs = nullptr;
+  SavedSession* sessions = nullptr;
+  std::size_t session_capacity = 0;
+  std::uint64_t session_clock = 0;
   std::size_t req_capacity = 0;
   std::uint64_t next_seq = 1;
   Timer pump_timer;
   evdns_base* dns_base = nullptr;
   bool tls_ready = false;
-  mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
   mbedtls_x509_crt ca;
   mbedtls_ssl_config ssl_conf;
@@ -326,15 +359,18 @@ struct HttpClient::Impl {
     req_capacity = config.max_in_flight + config.queue_length;
     conns = new (std::nothrow) Conn[config.max_connections];
     reqs = new (std::nothrow) Request[req_capacity];
-    if (!conns || !reqs) panic("HttpClient: out of memory at start-up");
+    session_capacity = config.tls_session_cache;
+    if (session_capacity > 0) sessions = new (std::nothrow) SavedSession[session_capacity];
+    if (!conns || !reqs || (session_capacity > 0 && !sessions)) panic("HttpClient: out of memory at start-up");
+    for (std::size_t i = 0; i < session_capacity; ++i) mbedtls_ssl_session_init(&sessions[i].session);
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       Conn& c = conns[i];
       c.impl = this;
       c.timer.set_callback(&Impl::on_conn_timer, &c);
-      c.parser = new (std::nothrow) HttpResponseParser(config.limits);
+      // The head goes into the request slot's response arena (begin_exchange).
+      c.parser = new (std::nothrow) HttpResponseParser(config.limits, HeadStorage::lent);
       if (!c.parser) panic("HttpClient: out of memory at start-up");
       mbedtls_ssl_init(&c.ssl);
-      mbedtls_ssl_session_init(&c.session);
     }
     for (std::size_t i = 0; i < req_capacity; ++i) {
       Request& q = reqs[i];
@@ -342,8 +378,8 @@ struct HttpClient::Impl {
       q.deadline.set_callback(&Impl::on_request_deadline, &q);
       q.retry_timer.set_callback(&Impl::on_retry_due, &q);
       q.tx = new (std::nothrow) char[config.max_request_bytes];
-      q.body = new (std::nothrow) char[config.max_response_bytes];
-      if (!q.tx || !q.body) panic("HttpClient: out of memory at start-up");
+      q.response = new (std::nothrow) char[config.max_response_bytes ? config.max_response_bytes : 1];
+      if (!q.tx || !q.response) panic("HttpClient: out of memory at start-up");
     }
     pump_timer.set_callback(&Impl::on_pump, this);
     dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
@@ -352,13 +388,12 @@ struct HttpClient::Impl {
   }
 
   void init_tls() {
-    mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
     mbedtls_x509_crt_init(&ca);
     mbedtls_ssl_config_init(&ssl_conf);
     tls_ready = true;
     static const unsigned char kPersonal[] = "tern-http-client";
-    if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, kPersonal, sizeof kPersonal - 1) != 0 ||
+    if (mbedtls_ctr_drbg_seed(&drbg, &kernel_entropy, nullptr, kPersonal, sizeof kPersonal - 1) != 0 ||
         mbedtls_ssl_config_defaults(&ssl_conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                     MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
       init_error = Errc::tls;
@@ -395,21 +430,21 @@ struct HttpClient::Impl {
       Conn& c = conns[i];
       close_conn(c);
       mbedtls_ssl_free(&c.ssl);
-      mbedtls_ssl_session_free(&c.session);
       delete c.parser;
     }
     for (std::size_t i = 0; i < req_capacity; ++i) {
       delete[] reqs[i].tx;
-      delete[] reqs[i].body;
+      delete[] reqs[i].response;
     }
+    for (std::size_t i = 0; i < session_capacity; ++i) mbedtls_ssl_session_free(&sessions[i].session);
     delete[] conns;
     delete[] reqs;
+    delete[] sessions;
     if (dns_base) evdns_base_free(dns_base, 1);
     if (tls_ready) {
       mbedtls_ssl_config_free(&ssl_conf);
       mbedtls_x509_crt_free(&ca);
       mbedtls_ctr_drbg_free(&drbg);
-      mbedtls_entropy_free(&entropy);
     }
   }
 
@@ -888,7 +923,7 @@ struct HttpClient::Impl {
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
     mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
     c.full_handshake = false;
-    if (c.has_session && c.session_origin.same(c.origin)) (void)mbedtls_ssl_set_session(&c.ssl, &c.session);
+    if (SavedSession* saved = find_session(c.origin)) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
     c.state = ConnState::handshaking;
     reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
@@ -945,12 +980,40 @@ struct HttpClient::Impl {
     // mbedTLS 2.28 has no "was resumed" query, and a ticket resumption brings a fresh
     // session id; but certificates are verified only in full handshakes.
     if (!c.full_handshake) ++stats.tls_resumed;
-    mbedtls_ssl_session_free(&c.session);
-    mbedtls_ssl_session_init(&c.session);
-    c.has_session = mbedtls_ssl_get_session(&c.ssl, &c.session) == 0;
-    c.session_origin = c.origin;
+    save_session(c);
     c.state = ConnState::busy;
     begin_exchange(c);
+  }
+
+  // ---- TLS sessions, one per origin ----
+
+  SavedSession* find_session(const Origin& o) {
+    for (std::size_t i = 0; i < session_capacity; ++i) {
+      if (sessions[i].valid && sessions[i].origin.same(o)) return &sessions[i];
+    }
+    return nullptr;
+  }
+
+  // Keeps the connection's new session as its origin's, replacing the origin's previous
+  // one, or a free entry, or the least recently saved. Only after a handshake, so the
+  // allocations of the copy (mbedTLS copies the peer certificate) stay bounded by them.
+  void save_session(Conn& c) {
+    if (session_capacity == 0) return;
+    SavedSession* e = find_session(c.origin);
+    for (std::size_t i = 0; i < session_capacity && !e; ++i) {
+      if (!sessions[i].valid) e = &sessions[i];
+    }
+    if (!e) {
+      e = &sessions[0];
+      for (std::size_t i = 1; i < session_capacity; ++i) {
+        if (sessions[i].saved_at < e->saved_at) e = &sessions[i];
+      }
+    }
+    mbedtls_ssl_session_free(&e->session);
+    mbedtls_ssl_session_init(&e->session);
+    e->valid = mbedtls_ssl_get_session(&c.ssl, &e->session) == 0;
+    e->origin = c.origin;
+    e->saved_at = ++session_clock;
   }
 
   // ---- one request/response exchange ----
@@ -964,7 +1027,7 @@ struct HttpClient::Impl {
     q->tx_off = 0;
     q->body_len = 0;
     c.got_response_bytes = false;
-    c.parser->reset(q->head);
+    c.parser->reset(q->head, q->response, config.max_response_bytes);
     drive(c, kWritable);
   }
 
@@ -1047,9 +1110,11 @@ struct HttpClient::Impl {
         return;
       }
       c.got_response_bytes = true;
-      BodySink sink = [&q, this](const char* data, std::size_t len) -> Errc {
-        if (q.body_len + len > config.max_response_bytes) return Errc::too_large;
-        std::memcpy(q.body + q.body_len, data, len);
+      // The body follows the head in the response arena.
+      BodySink sink = [&q, &c, this](const char* data, std::size_t len) -> Errc {
+        std::size_t at = c.parser->head_bytes() + q.body_len;
+        if (len > config.max_response_bytes - at) return Errc::too_large;
+        std::memcpy(q.response + at, data, len);
         q.body_len += len;
         return Errc::ok;
       };
@@ -1071,7 +1136,7 @@ struct HttpClient::Impl {
     ++c.served;
     HttpResponse resp;
     resp.status = c.parser->status();
-    resp.body = std::string_view(q.body, q.body_len);
+    resp.body = std::string_view(q.response + c.parser->head_bytes(), q.body_len);
     resp.parser = c.parser;
     c.req = nullptr;
     q.conn = nullptr;
@@ -1080,8 +1145,9 @@ struct HttpClient::Impl {
     } else {
       close_conn(c);
     }
-    // The parser keeps the headers until this slot's next exchange, which cannot
-    // start before the callback returns (pump runs on a later turn).
+    // The head (in the request slot's arena) and the parser's index of it stay until
+    // either is reused by another exchange, which cannot start before the callback
+    // returns (pump runs on a later turn).
     finish(q, resp);
   }
 

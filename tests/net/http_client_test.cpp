@@ -504,14 +504,61 @@ TEST_F(HttpClientTest, OversizeHeadersAreTooLarge) {
   expect_recovers(client);
 }
 
-TEST_F(HttpClientTest, BodyOverTheResponseLimitIsTooLarge) {
-  config_.max_response_bytes = 4096;
-  HttpClient client(reactor_, config_);
-  Outcome o = get(client, url("good", "/bytes/5000"));
-  EXPECT_EQ(o.err, Errc::too_large);
-  Outcome ok = get(client, url("good", "/bytes/4096"));
-  EXPECT_EQ(ok.err, Errc::ok);
-  EXPECT_EQ(ok.body.size(), 4096u);
+// max_response_bytes is one arena for the head as the client keeps it (reason phrase,
+// field names and values) and the body after it: a response fits exactly when both
+// together do.
+TEST_F(HttpClientTest, ResponseOverTheArenaIsTooLarge) {
+  std::size_t head = 0;
+  {
+    HttpClient probe(reactor_, config_);
+    HttpRequest req;
+    std::string u = url("good", "/bytes/4096");
+    req.url = u;
+    int calls = 0;
+    ASSERT_EQ(probe.request(req, [&](tern::Result<tern::HttpResponse> r) {
+                ++calls;
+                ASSERT_TRUE(r.ok());
+                ASSERT_EQ(r->body.size(), 4096u);
+                const tern::HttpResponseParser& p = *r->parser;
+                head = p.reason().size();
+                for (std::size_t i = 0; i < p.header_count(); ++i) {
+                  head += p.header_at(i).name.size() + p.header_at(i).value.size();
+                }
+              }),
+              Errc::ok);
+    ASSERT_TRUE(run_until([&] { return calls == 1; }));
+  }
+  // "OK", Content-Type: application/octet-stream, Content-Length: 4096.
+  ASSERT_EQ(head, 2u + 12u + 24u + 14u + 4u);
+
+  config_.max_response_bytes = head + 4096;
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/5000"));
+    EXPECT_EQ(o.err, Errc::too_large);
+    Outcome ok = get(client, url("good", "/bytes/4096"));
+    EXPECT_EQ(ok.err, Errc::ok);
+    EXPECT_EQ(ok.body.size(), 4096u);
+    EXPECT_EQ(ok.content_type, "application/octet-stream");
+  }
+  config_.max_response_bytes = head + 4095;  // one byte short
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/4096"));
+    EXPECT_EQ(o.err, Errc::too_large);
+    Outcome ok = get(client, url("good", "/bytes/4095"));
+    EXPECT_EQ(ok.err, Errc::ok);
+    EXPECT_EQ(ok.body.size(), 4095u);
+    expect_recovers(client);
+  }
+  // A head that does not fit the arena is too_large as well, however small the limit
+  // on raw header bytes says it may be.
+  config_.max_response_bytes = 40;
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/1"));
+    EXPECT_EQ(o.err, Errc::too_large);
+  }
 }
 
 // A response bigger than 64 reads of the read buffer, whose tail sits decrypted
