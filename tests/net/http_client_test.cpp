@@ -1215,6 +1215,73 @@ TEST_F(HttpClientTest, TlsSessionIsResumedOnReconnect) {
   EXPECT_EQ(client.stats().tls_resumed, 1u) << "stats disagree with the server";
 }
 
+// The session is kept per origin, not per connection: a second connection to the
+// origin, in another slot while the first is still open, resumes the first one's.
+TEST_F(HttpClientTest, TlsSessionIsSharedByTheConnectionsOfAnOrigin) {
+  config_.max_connections = config_.max_per_origin = 2;
+  HttpClient client(reactor_, config_);
+  std::string u = url("good", "/echo");
+  Outcome first = get(client, u);
+  ASSERT_EQ(first.err, Errc::ok);
+  ASSERT_EQ(client.stats().open_connections, 1u);  // pooled
+  // Two at once: one reuses the pooled connection, the other opens a second.
+  HttpRequest req;
+  req.url = u;
+  Outcome a, b;
+  ASSERT_EQ(client.request(req, capture(&a)), Errc::ok);
+  ASSERT_EQ(client.request(req, capture(&b)), Errc::ok);
+  ASSERT_TRUE(run_until([&] { return a.done() && b.done(); }));
+  ASSERT_EQ(a.err, Errc::ok);
+  ASSERT_EQ(b.err, Errc::ok);
+  EXPECT_EQ(client.stats().open_connections, 2u);
+  EXPECT_EQ(client.stats().reuses, 1u);
+  EXPECT_EQ(client.stats().tls_handshakes, 2u);
+  EXPECT_EQ(client.stats().tls_resumed, 1u);
+  const std::string& fresh = a.body.find("\"served\": 0") != std::string::npos ? a.body : b.body;
+  EXPECT_NE(fresh.find("\"served\": 0"), std::string::npos) << a.body << b.body;
+  EXPECT_NE(fresh.find("\"tls_session_reused\": true"), std::string::npos)
+      << "the second connection made a full handshake: " << fresh;
+}
+
+// An origin never gets another origin's session (127.0.0.1 and localhost reach the same
+// server here, which would accept it), and the cache keeps the most recent origins.
+TEST_F(HttpClientTest, TlsSessionCacheIsPerOriginAndKeepsTheMostRecent) {
+  config_.max_requests_per_connection = 1;  // every request on a new connection
+  config_.tls_session_cache = 1;
+  HttpClient client(reactor_, config_);
+  std::string by_ip = url("good", "/echo");
+  std::string by_name = url("good", "/echo", "localhost");
+  const char* kFull = "\"tls_session_reused\": false";
+  Outcome o = get(client, by_ip);
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << o.body;
+  o = get(client, by_name);  // another origin: full, and it takes the only entry
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << "resumed another origin's session";
+  o = get(client, by_ip);  // its session was pushed out
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << o.body;
+  EXPECT_EQ(client.stats().tls_resumed, 0u);
+  o = get(client, by_ip);
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find("\"tls_session_reused\": true"), std::string::npos) << o.body;
+  EXPECT_EQ(client.stats().tls_handshakes, 4u);
+  EXPECT_EQ(client.stats().tls_resumed, 1u);
+}
+
+TEST_F(HttpClientTest, NoTlsSessionCacheMeansNoResumption) {
+  config_.max_requests_per_connection = 1;
+  config_.tls_session_cache = 0;
+  HttpClient client(reactor_, config_);
+  for (int i = 0; i < 2; ++i) {
+    Outcome o = get(client, url("good", "/echo"));
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_NE(o.body.find("\"tls_session_reused\": false"), std::string::npos) << o.body;
+  }
+  EXPECT_EQ(client.stats().tls_handshakes, 2u);
+  EXPECT_EQ(client.stats().tls_resumed, 0u);
+}
+
 TEST_F(HttpClientTest, CloseDelimitedBodyIsDeliveredAndTheConnectionNotReused) {
   HttpClient client(reactor_, config_);
   for (const char* listener : {"good", "plain"}) {
