@@ -18,7 +18,9 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>  // MBEDTLS_ERR_NET_* codes for the bio callbacks
+#include <mbedtls/platform.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -382,8 +384,6 @@ struct HttpClient::Impl {
       if (!q.tx || !q.response) panic("HttpClient: out of memory at start-up");
     }
     pump_timer.set_callback(&Impl::on_pump, this);
-    dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
     init_tls();
   }
 
@@ -790,6 +790,11 @@ struct HttpClient::Impl {
 
   void resolve(Conn& c) {
     c.state = ConnState::resolving;
+    // Made at the first host name (reading /etc/resolv.conf then), so a client that
+    // only ever connects to IP literals carries no resolver (~1.5 KB). A lookup allocates
+    // anyway, like the TLS handshake that follows.
+    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
     DnsCookie* cookie = dns_base ? take_dns_cookie(&c) : nullptr;
     if (!cookie) {
       fail_conn(c, Errc::dns);
@@ -1012,6 +1017,16 @@ struct HttpClient::Impl {
     mbedtls_ssl_session_free(&e->session);
     mbedtls_ssl_session_init(&e->session);
     e->valid = mbedtls_ssl_get_session(&c.ssl, &e->session) == 0;
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && MBEDTLS_VERSION_MAJOR < 3
+    // Resuming needs the master secret and the ticket or session id, not the peer's
+    // certificate, which the full handshake verified (mbedTLS's documentation of its
+    // session cache suggests the same): the saved copy drops it, 1-2 KB.
+    if (e->session.peer_cert) {
+      mbedtls_x509_crt_free(e->session.peer_cert);
+      mbedtls_free(e->session.peer_cert);
+      e->session.peer_cert = nullptr;
+    }
+#endif
     e->origin = c.origin;
     e->saved_at = ++session_clock;
   }
