@@ -41,13 +41,28 @@ namespace {
 
 constexpr std::size_t kHostMax = 253;
 
+// An origin as a request slot keeps it: the host is a view into the slot's serialized
+// request (its Host line), so the slot needs no copy of its own.
+struct OriginView {
+  bool tls = false;
+  std::uint16_t port = 0;
+  std::string_view host;
+};
+
+// An origin that outlives any request: a connection's, a saved session's.
 struct Origin {
   bool tls = false;
   std::uint16_t port = 0;
   char host[kHostMax + 1] = {};
-  bool same(const Origin& o) const {
-    return tls == o.tls && port == o.port && std::strcmp(host, o.host) == 0;
+  OriginView view() const { return OriginView{tls, port, std::string_view(host)}; }
+  void assign(const OriginView& o) {
+    tls = o.tls;
+    port = o.port;
+    std::size_t n = o.host.size() <= kHostMax ? o.host.size() : kHostMax;
+    std::memcpy(host, o.host.data(), n);
+    host[n] = '\0';
   }
+  bool same(const OriginView& o) const { return tls == o.tls && port == o.port && std::string_view(host) == o.host; }
 };
 
 struct ParsedUrl {
@@ -296,7 +311,10 @@ struct HttpClient::Impl {
   struct Request {
     Impl* impl = nullptr;
     ReqState state = ReqState::free;
-    Origin origin;
+    bool tls = false;
+    std::uint16_t port = 0;
+    std::uint16_t host_len = 0;
+    std::uint32_t host_off = 0;  // the host's place in tx (its Host line)
     char* tx = nullptr;
     std::size_t tx_len = 0;
     std::size_t tx_off = 0;
@@ -315,6 +333,7 @@ struct HttpClient::Impl {
     std::uint16_t attempt = 1;
     Conn* conn = nullptr;
     std::uint64_t seq = 0;  // FIFO order among queued requests
+    OriginView origin() const { return OriginView{tls, port, std::string_view(tx + host_off, host_len)}; }
   };
 
   Reactor& reactor;
@@ -336,7 +355,7 @@ struct HttpClient::Impl {
   };
   Conn* conns = nullptr;
   Request* reqs = nullptr;
-  SavedSession* sessions = nullptr;
+  SavedSession** sessions = nullptr;  // made at an origin's first save (a handshake)
   std::size_t session_capacity = 0;
   std::uint64_t session_clock = 0;
   std::size_t req_capacity = 0;
@@ -362,9 +381,8 @@ struct HttpClient::Impl {
     conns = new (std::nothrow) Conn[config.max_connections];
     reqs = new (std::nothrow) Request[req_capacity];
     session_capacity = config.tls_session_cache;
-    if (session_capacity > 0) sessions = new (std::nothrow) SavedSession[session_capacity];
+    if (session_capacity > 0) sessions = new (std::nothrow) SavedSession* [session_capacity] {};
     if (!conns || !reqs || (session_capacity > 0 && !sessions)) panic("HttpClient: out of memory at start-up");
-    for (std::size_t i = 0; i < session_capacity; ++i) mbedtls_ssl_session_init(&sessions[i].session);
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       Conn& c = conns[i];
       c.impl = this;
@@ -436,7 +454,11 @@ struct HttpClient::Impl {
       delete[] reqs[i].tx;
       delete[] reqs[i].response;
     }
-    for (std::size_t i = 0; i < session_capacity; ++i) mbedtls_ssl_session_free(&sessions[i].session);
+    for (std::size_t i = 0; i < session_capacity; ++i) {
+      if (!sessions[i]) continue;
+      mbedtls_ssl_session_free(&sessions[i]->session);
+      delete sessions[i];
+    }
     delete[] conns;
     delete[] reqs;
     delete[] sessions;
@@ -476,6 +498,7 @@ struct HttpClient::Impl {
     w.put(" HTTP/1.1\r\nHost: ");
     bool v6 = std::strchr(url.origin.host, ':') != nullptr;
     if (v6) w.put("[");
+    const std::size_t host_off = w.len;
     w.put(url.origin.host);
     if (v6) w.put("]");
     if (url.origin.port != (url.origin.tls ? 443 : 80)) {
@@ -506,10 +529,13 @@ struct HttpClient::Impl {
     w.put(in.body);
     if (w.overflow) return reject(Errc::too_large);
     // Last of all, so a half-open breaker's trial goes to a request that is accepted.
-    if (!breaker_allows(url.origin)) return reject(Errc::circuit_open);
+    if (!breaker_allows(url.origin.view())) return reject(Errc::circuit_open);
 
     q->state = ReqState::queued;
-    q->origin = url.origin;
+    q->tls = url.origin.tls;
+    q->port = url.origin.port;
+    q->host_off = static_cast<std::uint32_t>(host_off);
+    q->host_len = static_cast<std::uint16_t>(std::strlen(url.origin.host));
     q->tx_len = w.len;
     q->tx_off = 0;
     q->body_len = 0;
@@ -548,8 +574,9 @@ struct HttpClient::Impl {
   // ---- ending requests (exactly once) ----
 
   // "host:port" for the breaker set; false if it does not fit a BreakerKey.
-  static bool origin_key(const Origin& o, char* out, std::size_t cap) {
-    int n = std::snprintf(out, cap, "%s:%u", o.host, static_cast<unsigned>(o.port));
+  static bool origin_key(const OriginView& o, char* out, std::size_t cap) {
+    int n = std::snprintf(out, cap, "%.*s:%u", static_cast<int>(o.host.size()), o.host.data(),
+                          static_cast<unsigned>(o.port));
     return n > 0 && static_cast<std::size_t>(n) < cap;
   }
 
@@ -560,7 +587,7 @@ struct HttpClient::Impl {
     Instant now = reactor.now();
     if (config.breakers && e != Errc::cancelled && e != Errc::shutdown) {
       char key[kBreakerKeyMax + 1];
-      if (origin_key(q.origin, key, sizeof key)) {
+      if (origin_key(q.origin(), key, sizeof key)) {
         if (e == Errc::ok) {
           (void)config.breakers->record_success(std::string_view(key), now);
         } else {
@@ -599,7 +626,7 @@ struct HttpClient::Impl {
   }
 
   // Asks the origin's breaker (if any) to admit one request; counts a refusal.
-  bool breaker_allows(const Origin& o) {
+  bool breaker_allows(const OriginView& o) {
     if (!config.breakers) return true;
     char key[kBreakerKeyMax + 1];
     if (!origin_key(o, key, sizeof key)) return true;
@@ -613,7 +640,7 @@ struct HttpClient::Impl {
     Impl& impl = *q.impl;
     Guard g(&impl);
     if (q.state != ReqState::backing_off) return;
-    if (!impl.breaker_allows(q.origin)) {
+    if (!impl.breaker_allows(q.origin())) {
       // The origin's breaker opened while we waited: no further tries.
       impl.finish(q, Errc::circuit_open, false);
       return;
@@ -669,7 +696,7 @@ struct HttpClient::Impl {
 
   // ---- scheduling ----
 
-  std::size_t conns_for(const Origin& o) const {
+  std::size_t conns_for(const OriginView& o) const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       if (conns[i].state != ConnState::free && conns[i].origin.same(o)) ++n;
@@ -693,7 +720,7 @@ struct HttpClient::Impl {
   }
 
   // Could a request for `o` go on the wire now? (No side effects.)
-  bool can_serve(const Origin& o) const {
+  bool can_serve(const OriginView& o) const {
     bool spare = false;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       const Conn& c = conns[i];
@@ -711,11 +738,11 @@ struct HttpClient::Impl {
       for (std::size_t i = 0; i < req_capacity; ++i) {
         Request& q = reqs[i];
         if (q.state != ReqState::queued || (pick && pick->seq < q.seq)) continue;
-        if (can_serve(q.origin)) pick = &q;
+        if (can_serve(q.origin())) pick = &q;
       }
       if (!pick) return;
       bool fresh = false;
-      Conn* conn = acquire_conn(pick->origin, &fresh);
+      Conn* conn = acquire_conn(pick->origin(), &fresh);
       if (!conn) return;
       start(*pick, *conn, fresh);
     }
@@ -723,7 +750,7 @@ struct HttpClient::Impl {
 
   // A healthy pooled connection for `o`, else a free slot (closing the first idle
   // connection of another origin if none is free). nullptr when neither exists.
-  Conn* acquire_conn(const Origin& o, bool* fresh) {
+  Conn* acquire_conn(const OriginView& o, bool* fresh) {
     *fresh = false;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       Conn& c = conns[i];
@@ -763,7 +790,7 @@ struct HttpClient::Impl {
       return;
     }
     q.reused_conn = false;
-    c.origin = q.origin;
+    c.origin.assign(q.origin());
     c.served = 0;
     ++stats.open_connections;
     reactor.wheel().arm(c.timer, reactor.now() + config.connect_timeout);
@@ -928,7 +955,7 @@ struct HttpClient::Impl {
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
     mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
     c.full_handshake = false;
-    if (SavedSession* saved = find_session(c.origin)) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
+    if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
     c.state = ConnState::handshaking;
     reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
@@ -992,27 +1019,36 @@ struct HttpClient::Impl {
 
   // ---- TLS sessions, one per origin ----
 
-  SavedSession* find_session(const Origin& o) {
+  SavedSession* find_session(const OriginView& o) {
     for (std::size_t i = 0; i < session_capacity; ++i) {
-      if (sessions[i].valid && sessions[i].origin.same(o)) return &sessions[i];
+      if (sessions[i] && sessions[i]->valid && sessions[i]->origin.same(o)) return sessions[i];
     }
     return nullptr;
   }
 
   // Keeps the connection's new session as its origin's, replacing the origin's previous
-  // one, or a free entry, or the least recently saved. Only after a handshake, so the
-  // allocations of the copy (mbedTLS copies the peer certificate) stay bounded by them.
+  // one, or in an unused entry, or a new one (up to tls_session_cache), or in place of the
+  // least recently saved. Only after a handshake, which allocates anyway: an entry (and
+  // mbedTLS's copy of the session's ticket) is made at most once per cache slot, so the
+  // total stays bounded and a client that never resumes pays nothing.
   void save_session(Conn& c) {
-    if (session_capacity == 0) return;
-    SavedSession* e = find_session(c.origin);
-    for (std::size_t i = 0; i < session_capacity && !e; ++i) {
-      if (!sessions[i].valid) e = &sessions[i];
+    const OriginView o = c.origin.view();
+    SavedSession* e = find_session(o);
+    for (std::size_t i = 0; i < session_capacity && !e; ++i) {  // an unused entry
+      if (sessions[i] && !sessions[i]->valid) e = sessions[i];
     }
-    if (!e) {
-      e = &sessions[0];
-      for (std::size_t i = 1; i < session_capacity; ++i) {
-        if (sessions[i].saved_at < e->saved_at) e = &sessions[i];
+    for (std::size_t i = 0; i < session_capacity && !e; ++i) {  // a new one
+      if (sessions[i]) continue;
+      sessions[i] = new (std::nothrow) SavedSession;
+      if (!sessions[i]) break;  // out of memory: the least recently saved makes way
+      mbedtls_ssl_session_init(&sessions[i]->session);
+      e = sessions[i];
+    }
+    if (!e) {  // all in use: the least recently saved makes way
+      for (std::size_t i = 0; i < session_capacity; ++i) {
+        if (sessions[i] && (!e || sessions[i]->saved_at < e->saved_at)) e = sessions[i];
       }
+      if (!e) return;
     }
     mbedtls_ssl_session_free(&e->session);
     mbedtls_ssl_session_init(&e->session);
