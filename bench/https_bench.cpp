@@ -35,11 +35,14 @@
 // The client config: the library defaults, except max_in_flight = max_connections =
 // max_per_origin = N, queue_length = 0 (never more than N requests outstanding; a
 // callback's next request takes the slot its own request just freed),
-// max_request_bytes = 1024 and max_response_bytes = 4096 (the request is ~60 bytes, the
-// body 18: a firmware engineer sizes these for the workload; the defaults, 16 KB + 64 KB
-// per request slot, would dwarf TLS). --max-requests-per-connection=K overrides the
-// library's default (1000). --tight-buffers sizes every client buffer to this workload
-// (request and body 256 B, read buffer 512 B, header buffer 1 KB): the floor under TLS.
+// max_request_bytes = 1024 and max_response_bytes = 4096 (the request is ~60 bytes; the
+// response arena holds nginx's head as the client keeps it, its reason and five fields
+// packed, ~120 bytes, and the 18-byte body: a firmware engineer sizes these for the
+// workload). Response heads are limited to max_header_bytes = 4096 raw bytes, the library
+// default, which is a limit, not a buffer. --max-requests-per-connection=K overrides the
+// library's default (no limit). --tight-buffers sizes every client buffer to this
+// workload (request and response arena 256 B, read buffer 512 B, heads limited to 1 KB
+// and 16 fields): the floor under TLS.
 //
 // Allocation tracing: TERN_HTTPS_BENCH_TRACE_ALLOCS=K[,S] records the call stacks of the
 // first K allocations of the window (after skipping S) and prints them at the end

@@ -18,10 +18,13 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>  // MBEDTLS_ERR_NET_* codes for the bio callbacks
+#include <mbedtls/platform.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,13 +41,28 @@ namespace {
 
 constexpr std::size_t kHostMax = 253;
 
+// An origin as a request slot keeps it: the host is a view into the slot's serialized
+// request (its Host line), so the slot needs no copy of its own.
+struct OriginView {
+  bool tls = false;
+  std::uint16_t port = 0;
+  std::string_view host;
+};
+
+// An origin that outlives any request: a connection's, a saved session's.
 struct Origin {
   bool tls = false;
   std::uint16_t port = 0;
   char host[kHostMax + 1] = {};
-  bool same(const Origin& o) const {
-    return tls == o.tls && port == o.port && std::strcmp(host, o.host) == 0;
+  OriginView view() const { return OriginView{tls, port, std::string_view(host)}; }
+  void assign(const OriginView& o) {
+    tls = o.tls;
+    port = o.port;
+    std::size_t n = o.host.size() <= kHostMax ? o.host.size() : kHostMax;
+    std::memcpy(host, o.host.data(), n);
+    host[n] = '\0';
   }
+  bool same(const OriginView& o) const { return tls == o.tls && port == o.port && std::string_view(host) == o.host; }
 };
 
 struct ParsedUrl {
@@ -230,6 +248,27 @@ DnsCookie* take_dns_cookie(void* conn) {
 }
 }  // namespace
 
+// ---- the entropy source ----
+//
+// Each client's CTR_DRBG is seeded (and reseeded) straight from the kernel's CSPRNG with
+// getrandom(2), which blocks only until the kernel's pool is initialised. An
+// mbedtls_entropy_context would mix the same source in, and with Debian's build (HAVEGE
+// on) it is ~38 KB per client.
+namespace {
+int kernel_entropy(void*, unsigned char* out, std::size_t len) {
+  while (len > 0) {
+    ssize_t n = ::getrandom(out, len, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
+    }
+    out += n;
+    len -= static_cast<std::size_t>(n);
+  }
+  return 0;
+}
+}  // namespace
+
 // ---- the implementation ----
 
 struct HttpClient::Impl {
@@ -237,6 +276,16 @@ struct HttpClient::Impl {
   enum class ReqState : std::uint8_t { free, queued, active, backing_off };
 
   struct Request;
+
+  // The last TLS session of an origin, for resumption by any of its connections: one
+  // copy per origin (the session holds the peer certificate, 1-2 KB), not one per
+  // connection. Least recently saved first out when the cache is full.
+  struct SavedSession {
+    Origin origin;
+    mbedtls_ssl_session session;
+    bool valid = false;
+    std::uint64_t saved_at = 0;  // session_clock when saved
+  };
 
   struct Conn {
     Impl* impl = nullptr;
@@ -251,9 +300,6 @@ struct HttpClient::Impl {
     DnsCookie* dns_cookie = nullptr;  // while resolving
     mbedtls_ssl_context ssl;
     bool ssl_setup = false;
-    mbedtls_ssl_session session;
-    bool has_session = false;
-    Origin session_origin;
     std::uint32_t served = 0;
     Request* req = nullptr;
     HttpResponseParser* parser = nullptr;
@@ -265,11 +311,16 @@ struct HttpClient::Impl {
   struct Request {
     Impl* impl = nullptr;
     ReqState state = ReqState::free;
-    Origin origin;
+    bool tls = false;
+    std::uint16_t port = 0;
+    std::uint16_t host_len = 0;
+    std::uint32_t host_off = 0;  // the host's place in tx (its Host line)
     char* tx = nullptr;
     std::size_t tx_len = 0;
     std::size_t tx_off = 0;
-    char* body = nullptr;
+    // The response arena (max_response_bytes): the connection's parser keeps the head at
+    // its start (head_bytes() of it) and the body follows.
+    char* response = nullptr;
     std::size_t body_len = 0;
     bool head = false;
     bool idempotent = false;
@@ -282,6 +333,7 @@ struct HttpClient::Impl {
     std::uint16_t attempt = 1;
     Conn* conn = nullptr;
     std::uint64_t seq = 0;  // FIFO order among queued requests
+    OriginView origin() const { return OriginView{tls, port, std::string_view(tx + host_off, host_len)}; }
   };
 
   Reactor& reactor;
@@ -303,12 +355,14 @@ struct HttpClient::Impl {
   };
   Conn* conns = nullptr;
   Request* reqs = nullptr;
+  SavedSession** sessions = nullptr;  // made at an origin's first save (a handshake)
+  std::size_t session_capacity = 0;
+  std::uint64_t session_clock = 0;
   std::size_t req_capacity = 0;
   std::uint64_t next_seq = 1;
   Timer pump_timer;
   evdns_base* dns_base = nullptr;
   bool tls_ready = false;
-  mbedtls_entropy_context entropy;
   mbedtls_ctr_drbg_context drbg;
   mbedtls_x509_crt ca;
   mbedtls_ssl_config ssl_conf;
@@ -326,15 +380,17 @@ struct HttpClient::Impl {
     req_capacity = config.max_in_flight + config.queue_length;
     conns = new (std::nothrow) Conn[config.max_connections];
     reqs = new (std::nothrow) Request[req_capacity];
-    if (!conns || !reqs) panic("HttpClient: out of memory at start-up");
+    session_capacity = config.tls_session_cache;
+    if (session_capacity > 0) sessions = new (std::nothrow) SavedSession* [session_capacity] {};
+    if (!conns || !reqs || (session_capacity > 0 && !sessions)) panic("HttpClient: out of memory at start-up");
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       Conn& c = conns[i];
       c.impl = this;
       c.timer.set_callback(&Impl::on_conn_timer, &c);
-      c.parser = new (std::nothrow) HttpResponseParser(config.limits);
+      // The head goes into the request slot's response arena (begin_exchange).
+      c.parser = new (std::nothrow) HttpResponseParser(config.limits, HeadStorage::lent);
       if (!c.parser) panic("HttpClient: out of memory at start-up");
       mbedtls_ssl_init(&c.ssl);
-      mbedtls_ssl_session_init(&c.session);
     }
     for (std::size_t i = 0; i < req_capacity; ++i) {
       Request& q = reqs[i];
@@ -342,23 +398,20 @@ struct HttpClient::Impl {
       q.deadline.set_callback(&Impl::on_request_deadline, &q);
       q.retry_timer.set_callback(&Impl::on_retry_due, &q);
       q.tx = new (std::nothrow) char[config.max_request_bytes];
-      q.body = new (std::nothrow) char[config.max_response_bytes];
-      if (!q.tx || !q.body) panic("HttpClient: out of memory at start-up");
+      q.response = new (std::nothrow) char[config.max_response_bytes ? config.max_response_bytes : 1];
+      if (!q.tx || !q.response) panic("HttpClient: out of memory at start-up");
     }
     pump_timer.set_callback(&Impl::on_pump, this);
-    dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
     init_tls();
   }
 
   void init_tls() {
-    mbedtls_entropy_init(&entropy);
     mbedtls_ctr_drbg_init(&drbg);
     mbedtls_x509_crt_init(&ca);
     mbedtls_ssl_config_init(&ssl_conf);
     tls_ready = true;
     static const unsigned char kPersonal[] = "tern-http-client";
-    if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, kPersonal, sizeof kPersonal - 1) != 0 ||
+    if (mbedtls_ctr_drbg_seed(&drbg, &kernel_entropy, nullptr, kPersonal, sizeof kPersonal - 1) != 0 ||
         mbedtls_ssl_config_defaults(&ssl_conf, MBEDTLS_SSL_IS_CLIENT, MBEDTLS_SSL_TRANSPORT_STREAM,
                                     MBEDTLS_SSL_PRESET_DEFAULT) != 0) {
       init_error = Errc::tls;
@@ -395,21 +448,25 @@ struct HttpClient::Impl {
       Conn& c = conns[i];
       close_conn(c);
       mbedtls_ssl_free(&c.ssl);
-      mbedtls_ssl_session_free(&c.session);
       delete c.parser;
     }
     for (std::size_t i = 0; i < req_capacity; ++i) {
       delete[] reqs[i].tx;
-      delete[] reqs[i].body;
+      delete[] reqs[i].response;
+    }
+    for (std::size_t i = 0; i < session_capacity; ++i) {
+      if (!sessions[i]) continue;
+      mbedtls_ssl_session_free(&sessions[i]->session);
+      delete sessions[i];
     }
     delete[] conns;
     delete[] reqs;
+    delete[] sessions;
     if (dns_base) evdns_base_free(dns_base, 1);
     if (tls_ready) {
       mbedtls_ssl_config_free(&ssl_conf);
       mbedtls_x509_crt_free(&ca);
       mbedtls_ctr_drbg_free(&drbg);
-      mbedtls_entropy_free(&entropy);
     }
   }
 
@@ -441,6 +498,7 @@ struct HttpClient::Impl {
     w.put(" HTTP/1.1\r\nHost: ");
     bool v6 = std::strchr(url.origin.host, ':') != nullptr;
     if (v6) w.put("[");
+    const std::size_t host_off = w.len;
     w.put(url.origin.host);
     if (v6) w.put("]");
     if (url.origin.port != (url.origin.tls ? 443 : 80)) {
@@ -471,10 +529,13 @@ struct HttpClient::Impl {
     w.put(in.body);
     if (w.overflow) return reject(Errc::too_large);
     // Last of all, so a half-open breaker's trial goes to a request that is accepted.
-    if (!breaker_allows(url.origin)) return reject(Errc::circuit_open);
+    if (!breaker_allows(url.origin.view())) return reject(Errc::circuit_open);
 
     q->state = ReqState::queued;
-    q->origin = url.origin;
+    q->tls = url.origin.tls;
+    q->port = url.origin.port;
+    q->host_off = static_cast<std::uint32_t>(host_off);
+    q->host_len = static_cast<std::uint16_t>(std::strlen(url.origin.host));
     q->tx_len = w.len;
     q->tx_off = 0;
     q->body_len = 0;
@@ -513,8 +574,9 @@ struct HttpClient::Impl {
   // ---- ending requests (exactly once) ----
 
   // "host:port" for the breaker set; false if it does not fit a BreakerKey.
-  static bool origin_key(const Origin& o, char* out, std::size_t cap) {
-    int n = std::snprintf(out, cap, "%s:%u", o.host, static_cast<unsigned>(o.port));
+  static bool origin_key(const OriginView& o, char* out, std::size_t cap) {
+    int n = std::snprintf(out, cap, "%.*s:%u", static_cast<int>(o.host.size()), o.host.data(),
+                          static_cast<unsigned>(o.port));
     return n > 0 && static_cast<std::size_t>(n) < cap;
   }
 
@@ -525,7 +587,7 @@ struct HttpClient::Impl {
     Instant now = reactor.now();
     if (config.breakers && e != Errc::cancelled && e != Errc::shutdown) {
       char key[kBreakerKeyMax + 1];
-      if (origin_key(q.origin, key, sizeof key)) {
+      if (origin_key(q.origin(), key, sizeof key)) {
         if (e == Errc::ok) {
           (void)config.breakers->record_success(std::string_view(key), now);
         } else {
@@ -564,7 +626,7 @@ struct HttpClient::Impl {
   }
 
   // Asks the origin's breaker (if any) to admit one request; counts a refusal.
-  bool breaker_allows(const Origin& o) {
+  bool breaker_allows(const OriginView& o) {
     if (!config.breakers) return true;
     char key[kBreakerKeyMax + 1];
     if (!origin_key(o, key, sizeof key)) return true;
@@ -578,7 +640,7 @@ struct HttpClient::Impl {
     Impl& impl = *q.impl;
     Guard g(&impl);
     if (q.state != ReqState::backing_off) return;
-    if (!impl.breaker_allows(q.origin)) {
+    if (!impl.breaker_allows(q.origin())) {
       // The origin's breaker opened while we waited: no further tries.
       impl.finish(q, Errc::circuit_open, false);
       return;
@@ -634,7 +696,7 @@ struct HttpClient::Impl {
 
   // ---- scheduling ----
 
-  std::size_t conns_for(const Origin& o) const {
+  std::size_t conns_for(const OriginView& o) const {
     std::size_t n = 0;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       if (conns[i].state != ConnState::free && conns[i].origin.same(o)) ++n;
@@ -658,7 +720,7 @@ struct HttpClient::Impl {
   }
 
   // Could a request for `o` go on the wire now? (No side effects.)
-  bool can_serve(const Origin& o) const {
+  bool can_serve(const OriginView& o) const {
     bool spare = false;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       const Conn& c = conns[i];
@@ -676,11 +738,11 @@ struct HttpClient::Impl {
       for (std::size_t i = 0; i < req_capacity; ++i) {
         Request& q = reqs[i];
         if (q.state != ReqState::queued || (pick && pick->seq < q.seq)) continue;
-        if (can_serve(q.origin)) pick = &q;
+        if (can_serve(q.origin())) pick = &q;
       }
       if (!pick) return;
       bool fresh = false;
-      Conn* conn = acquire_conn(pick->origin, &fresh);
+      Conn* conn = acquire_conn(pick->origin(), &fresh);
       if (!conn) return;
       start(*pick, *conn, fresh);
     }
@@ -688,7 +750,7 @@ struct HttpClient::Impl {
 
   // A healthy pooled connection for `o`, else a free slot (closing the first idle
   // connection of another origin if none is free). nullptr when neither exists.
-  Conn* acquire_conn(const Origin& o, bool* fresh) {
+  Conn* acquire_conn(const OriginView& o, bool* fresh) {
     *fresh = false;
     for (std::size_t i = 0; i < config.max_connections; ++i) {
       Conn& c = conns[i];
@@ -728,7 +790,7 @@ struct HttpClient::Impl {
       return;
     }
     q.reused_conn = false;
-    c.origin = q.origin;
+    c.origin.assign(q.origin());
     c.served = 0;
     ++stats.open_connections;
     reactor.wheel().arm(c.timer, reactor.now() + config.connect_timeout);
@@ -755,6 +817,11 @@ struct HttpClient::Impl {
 
   void resolve(Conn& c) {
     c.state = ConnState::resolving;
+    // Made at the first host name (reading /etc/resolv.conf then), so a client that
+    // only ever connects to IP literals carries no resolver (~1.5 KB). A lookup allocates
+    // anyway, like the TLS handshake that follows.
+    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
     DnsCookie* cookie = dns_base ? take_dns_cookie(&c) : nullptr;
     if (!cookie) {
       fail_conn(c, Errc::dns);
@@ -888,7 +955,7 @@ struct HttpClient::Impl {
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
     mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
     c.full_handshake = false;
-    if (c.has_session && c.session_origin.same(c.origin)) (void)mbedtls_ssl_set_session(&c.ssl, &c.session);
+    if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
     c.state = ConnState::handshaking;
     reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
@@ -945,12 +1012,59 @@ struct HttpClient::Impl {
     // mbedTLS 2.28 has no "was resumed" query, and a ticket resumption brings a fresh
     // session id; but certificates are verified only in full handshakes.
     if (!c.full_handshake) ++stats.tls_resumed;
-    mbedtls_ssl_session_free(&c.session);
-    mbedtls_ssl_session_init(&c.session);
-    c.has_session = mbedtls_ssl_get_session(&c.ssl, &c.session) == 0;
-    c.session_origin = c.origin;
+    save_session(c);
     c.state = ConnState::busy;
     begin_exchange(c);
+  }
+
+  // ---- TLS sessions, one per origin ----
+
+  SavedSession* find_session(const OriginView& o) {
+    for (std::size_t i = 0; i < session_capacity; ++i) {
+      if (sessions[i] && sessions[i]->valid && sessions[i]->origin.same(o)) return sessions[i];
+    }
+    return nullptr;
+  }
+
+  // Keeps the connection's new session as its origin's, replacing the origin's previous
+  // one, or in an unused entry, or a new one (up to tls_session_cache), or in place of the
+  // least recently saved. Only after a handshake, which allocates anyway: an entry (and
+  // mbedTLS's copy of the session's ticket) is made at most once per cache slot, so the
+  // total stays bounded and a client that never resumes pays nothing.
+  void save_session(Conn& c) {
+    const OriginView o = c.origin.view();
+    SavedSession* e = find_session(o);
+    for (std::size_t i = 0; i < session_capacity && !e; ++i) {  // an unused entry
+      if (sessions[i] && !sessions[i]->valid) e = sessions[i];
+    }
+    for (std::size_t i = 0; i < session_capacity && !e; ++i) {  // a new one
+      if (sessions[i]) continue;
+      sessions[i] = new (std::nothrow) SavedSession;
+      if (!sessions[i]) break;  // out of memory: the least recently saved makes way
+      mbedtls_ssl_session_init(&sessions[i]->session);
+      e = sessions[i];
+    }
+    if (!e) {  // all in use: the least recently saved makes way
+      for (std::size_t i = 0; i < session_capacity; ++i) {
+        if (sessions[i] && (!e || sessions[i]->saved_at < e->saved_at)) e = sessions[i];
+      }
+      if (!e) return;
+    }
+    mbedtls_ssl_session_free(&e->session);
+    mbedtls_ssl_session_init(&e->session);
+    e->valid = mbedtls_ssl_get_session(&c.ssl, &e->session) == 0;
+#if defined(MBEDTLS_SSL_KEEP_PEER_CERTIFICATE) && MBEDTLS_VERSION_MAJOR < 3
+    // Resuming needs the master secret and the ticket or session id, not the peer's
+    // certificate, which the full handshake verified (mbedTLS's documentation of its
+    // session cache suggests the same): the saved copy drops it, 1-2 KB.
+    if (e->session.peer_cert) {
+      mbedtls_x509_crt_free(e->session.peer_cert);
+      mbedtls_free(e->session.peer_cert);
+      e->session.peer_cert = nullptr;
+    }
+#endif
+    e->origin = c.origin;
+    e->saved_at = ++session_clock;
   }
 
   // ---- one request/response exchange ----
@@ -964,7 +1078,7 @@ struct HttpClient::Impl {
     q->tx_off = 0;
     q->body_len = 0;
     c.got_response_bytes = false;
-    c.parser->reset(q->head);
+    c.parser->reset(q->head, q->response, config.max_response_bytes);
     drive(c, kWritable);
   }
 
@@ -1047,9 +1161,11 @@ struct HttpClient::Impl {
         return;
       }
       c.got_response_bytes = true;
-      BodySink sink = [&q, this](const char* data, std::size_t len) -> Errc {
-        if (q.body_len + len > config.max_response_bytes) return Errc::too_large;
-        std::memcpy(q.body + q.body_len, data, len);
+      // The body follows the head in the response arena.
+      BodySink sink = [&q, &c, this](const char* data, std::size_t len) -> Errc {
+        std::size_t at = c.parser->head_bytes() + q.body_len;
+        if (len > config.max_response_bytes - at) return Errc::too_large;
+        std::memcpy(q.response + at, data, len);
         q.body_len += len;
         return Errc::ok;
       };
@@ -1071,7 +1187,7 @@ struct HttpClient::Impl {
     ++c.served;
     HttpResponse resp;
     resp.status = c.parser->status();
-    resp.body = std::string_view(q.body, q.body_len);
+    resp.body = std::string_view(q.response + c.parser->head_bytes(), q.body_len);
     resp.parser = c.parser;
     c.req = nullptr;
     q.conn = nullptr;
@@ -1080,8 +1196,9 @@ struct HttpClient::Impl {
     } else {
       close_conn(c);
     }
-    // The parser keeps the headers until this slot's next exchange, which cannot
-    // start before the callback returns (pump runs on a later turn).
+    // The head (in the request slot's arena) and the parser's index of it stay until
+    // either is reused by another exchange, which cannot start before the callback
+    // returns (pump runs on a later turn).
     finish(q, resp);
   }
 

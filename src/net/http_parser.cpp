@@ -1,8 +1,10 @@
-// The head and trailer lines are assembled in buf_ and parsed when their LF arrives; each
-// parsed field is then packed to the front of buf_ (name then value, no separators), so
-// the packed fields plus the line being assembled never exceed the raw bytes received,
-// which max_header_bytes bounds. Body bytes are handed to the sink straight from the
-// caller's buffer.
+// The head's lines are assembled in buf_ and parsed when their LF arrives; each parsed
+// field is then packed to the front of buf_ (name then value, no separators), so the
+// packed fields plus the line being assembled never exceed the raw bytes received, which
+// max_header_bytes bounds (and, for lent storage, its size too). Trailer lines are
+// checked a byte at a time as they pass and never stored, so once the head is complete
+// buf_ is not written again and a caller that lent it may keep the body after the head.
+// Body bytes are handed to the sink straight from the caller's buffer.
 //
 // Byte-at-a-time feeding must give the same outcome as one feed: every check happens at a
 // position in the byte stream, never at a piece boundary. Where a fast path takes a run of
@@ -104,12 +106,17 @@ std::unique_ptr<T[]> allocate_array(std::size_t n) {
 
 }  // namespace
 
-HttpResponseParser::HttpResponseParser(const HttpLimits& limits) : limits_(limits) {
+HttpResponseParser::HttpResponseParser(const HttpLimits& limits, HeadStorage storage)
+    : limits_(limits), storage_(storage) {
   // Field offsets are 32-bit.
   if (limits_.max_header_bytes > std::numeric_limits<std::uint32_t>::max()) {
     panic("HttpLimits::max_header_bytes over 4 GiB");
   }
-  buf_ = allocate_array<char>(limits_.max_header_bytes);
+  if (storage_ == HeadStorage::owned) {
+    owned_buf_ = allocate_array<char>(limits_.max_header_bytes);
+    buf_ = owned_buf_.get();
+    buf_size_ = limits_.max_header_bytes;
+  }
   fields_ = allocate_array<Field>(limits_.max_headers);
   reset(false);
 }
@@ -130,6 +137,9 @@ void HttpResponseParser::begin_head() {
   meta_bytes_ = 0;
   chunk_digits_ = 0;
   in_chunk_ext_ = false;
+  trailer_phase_ = TrailerPhase::kLineStart;
+  trailer_cr_ = false;
+  trailer_bad_ = false;
   content_length_ = 0;
   remaining_ = 0;
 }
@@ -141,6 +151,18 @@ void HttpResponseParser::reset(bool head_request) {
   head_request_ = head_request;
   received_any_ = false;
   body_bytes_ = 0;
+  if (storage_ == HeadStorage::lent) {
+    buf_ = nullptr;
+    buf_size_ = 0;
+  }
+}
+
+void HttpResponseParser::reset(bool head_request, char* storage, std::size_t size) {
+  if (storage_ != HeadStorage::lent) panic("HttpResponseParser: storage lent to a parser that owns its own");
+  if (!storage) panic("HttpResponseParser: null storage lent");
+  reset(head_request);
+  buf_ = storage;
+  buf_size_ = size;
 }
 
 Errc HttpResponseParser::fail(Errc e) {
@@ -150,7 +172,7 @@ Errc HttpResponseParser::fail(Errc e) {
 }
 
 std::string_view HttpResponseParser::reason() const {
-  return std::string_view(buf_.get(), reason_len_);
+  return std::string_view(buf_, reason_len_);
 }
 
 std::optional<std::string_view> HttpResponseParser::header(std::string_view name) const {
@@ -164,8 +186,8 @@ std::optional<std::string_view> HttpResponseParser::header(std::string_view name
 HttpHeader HttpResponseParser::header_at(std::size_t i) const {
   if (i >= header_count()) panic("HttpResponseParser::header_at: index out of range");
   const Field& f = fields_[i];
-  return HttpHeader{std::string_view(buf_.get() + f.name_off, f.name_len),
-                    std::string_view(buf_.get() + f.value_off, f.value_len)};
+  return HttpHeader{std::string_view(buf_ + f.name_off, f.name_len),
+                    std::string_view(buf_ + f.value_off, f.value_len)};
 }
 
 std::optional<std::uint64_t> HttpResponseParser::content_length() const {
@@ -178,6 +200,7 @@ Result<std::size_t> HttpResponseParser::feed(const char* data, std::size_t n, Bo
   if (state_ == State::kError) return error_;
   if (state_ == State::kComplete || n == 0) return std::size_t{0};
   if (data == nullptr) panic("HttpResponseParser::feed: null data");
+  if (!buf_) panic("HttpResponseParser::feed: no head storage lent since the last reset");
   in_feed_ = true;
   received_any_ = true;
   std::size_t i = 0;
@@ -186,8 +209,11 @@ Result<std::size_t> HttpResponseParser::feed(const char* data, std::size_t n, Bo
     switch (state_) {
       case State::kStatusLine:
       case State::kHeaderLine:
-      case State::kTrailerLine:
         e = step_line(data, n, i);
+        break;
+      case State::kTrailerLine:
+        e = step_trailer_byte(data[i]);
+        ++i;
         break;
       case State::kBodyLength: {
         std::size_t take = n - i;
@@ -262,8 +288,12 @@ Errc HttpResponseParser::step_line(const char* data, std::size_t n, std::size_t&
   const void* lf = std::memchr(start, '\n', avail);
   std::size_t seg = lf ? static_cast<std::size_t>(static_cast<const char*>(lf) - start) + 1 : avail;
   std::size_t room = limits_.max_header_bytes - meta_bytes_;
+  // Lent storage may be smaller than the limit (owned storage never is: what it holds
+  // never exceeds the bytes received).
+  std::size_t space = buf_size_ - stored_ - line_len_;
+  if (space < room) room = space;
   std::size_t take = seg < room ? seg : room;
-  char* line = buf_.get() + stored_;
+  char* line = buf_ + stored_;
   std::memcpy(line + line_len_, start, take);
   bool bad_prefix = false;
   if (state_ == State::kStatusLine) {
@@ -282,7 +312,7 @@ Errc HttpResponseParser::step_line(const char* data, std::size_t n, std::size_t&
 }
 
 Errc HttpResponseParser::end_of_line() {
-  char* line = buf_.get() + stored_;
+  char* line = buf_ + stored_;
   std::size_t len = line_len_ - 1;  // without the LF
   line_len_ = 0;
   if (len > 0 && line[len - 1] == '\r') --len;
@@ -291,13 +321,7 @@ Errc HttpResponseParser::end_of_line() {
       return status_line(line, len);
     case State::kHeaderLine:
       if (len == 0) return end_of_head();
-      return field_line(line, len, false);
-    case State::kTrailerLine:
-      if (len == 0) {
-        state_ = State::kComplete;
-        return Errc::ok;
-      }
-      return field_line(line, len, true);
+      return field_line(line, len);
     default:
       return Errc::protocol;  // unreachable: only line states assemble lines
   }
@@ -325,19 +349,18 @@ Errc HttpResponseParser::status_line(char* line, std::size_t len) {
   version_minor_ = minor - '0' >= 1 ? 1 : 0;
   status_ = status;
   reason_len_ = len - reason_off;
-  std::memmove(buf_.get(), line + reason_off, reason_len_);
+  std::memmove(buf_, line + reason_off, reason_len_);
   stored_ = reason_len_;
   state_ = State::kHeaderLine;
   return Errc::ok;
 }
 
-Errc HttpResponseParser::field_line(char* line, std::size_t len, bool trailer) {
-  char* buf = buf_.get();
+Errc HttpResponseParser::field_line(char* line, std::size_t len) {
+  char* buf = buf_;
   if (is_ows(line[0])) {
     // obs-fold: the previous field's value goes on after one SP.
     std::string_view more = trim_ows(std::string_view(line, len));
     if (!all_field_chars(more.data(), more.size())) return Errc::protocol;
-    if (trailer) return trailer_count_ == 0 ? Errc::protocol : Errc::ok;
     if (field_count_ == 0) return Errc::protocol;
     if (more.empty()) return Errc::ok;
     // The previous value ends at stored_ == line; `more` starts past line[0] (OWS), so
@@ -360,11 +383,6 @@ Errc HttpResponseParser::field_line(char* line, std::size_t len, bool trailer) {
   }
   std::string_view value = trim_ows(std::string_view(line + name_len + 1, len - name_len - 1));
   if (!all_field_chars(value.data(), value.size())) return Errc::protocol;
-  if (trailer) {
-    if (trailer_count_ == limits_.max_headers) return Errc::too_large;
-    ++trailer_count_;
-    return Errc::ok;
-  }
   if (field_count_ == limits_.max_headers) return Errc::too_large;
   // Pack: the name stays where it is (line == buf + stored_), the value moves down.
   Field& f = fields_[field_count_++];
@@ -499,6 +517,66 @@ Errc HttpResponseParser::step_chunk_byte(char ch) {
       return Errc::ok;
     default:
       return Errc::protocol;  // unreachable
+  }
+}
+
+
+// One byte of the trailer section. The checks are field_line's, made as the bytes pass
+// (a line ending is CRLF or a bare LF; a CR anywhere else is malformed), and, as for the
+// head, a malformed line is reported at its LF unless the byte budget runs out first.
+Errc HttpResponseParser::step_trailer_byte(char ch) {
+  unsigned char c = static_cast<unsigned char>(ch);
+  if (meta_bytes_ == limits_.max_header_bytes) return Errc::too_large;
+  ++meta_bytes_;
+  if (c != '\n') {
+    if (trailer_cr_) trailer_content('\r');  // that CR did not end the line
+    trailer_cr_ = c == '\r';
+    if (!trailer_cr_) trailer_content(c);
+    return Errc::ok;
+  }
+  TrailerPhase phase = trailer_phase_;
+  bool bad = trailer_bad_;
+  trailer_phase_ = TrailerPhase::kLineStart;
+  trailer_cr_ = false;
+  trailer_bad_ = false;
+  switch (phase) {
+    case TrailerPhase::kLineStart:  // an empty line ends the trailer section
+      state_ = State::kComplete;
+      return Errc::ok;
+    case TrailerPhase::kName:  // no colon
+      return Errc::protocol;
+    case TrailerPhase::kFold:  // obs-fold: continues the previous trailer field
+      return bad || trailer_count_ == 0 ? Errc::protocol : Errc::ok;
+    case TrailerPhase::kValue:
+      if (bad) return Errc::protocol;
+      if (trailer_count_ == limits_.max_headers) return Errc::too_large;
+      ++trailer_count_;
+      return Errc::ok;
+  }
+  return Errc::protocol;  // unreachable
+}
+
+void HttpResponseParser::trailer_content(unsigned char c) {
+  switch (trailer_phase_) {
+    case TrailerPhase::kLineStart:
+      if (is_ows(static_cast<char>(c))) {
+        trailer_phase_ = TrailerPhase::kFold;
+      } else {
+        trailer_phase_ = TrailerPhase::kName;
+        if (!is_tchar(c)) trailer_bad_ = true;  // a ':' here: an empty name
+      }
+      break;
+    case TrailerPhase::kName:
+      if (c == ':') {
+        trailer_phase_ = TrailerPhase::kValue;
+      } else if (!is_tchar(c)) {
+        trailer_bad_ = true;
+      }
+      break;
+    case TrailerPhase::kValue:
+    case TrailerPhase::kFold:
+      if (!is_field_char(c)) trailer_bad_ = true;
+      break;
   }
 }
 

@@ -3,9 +3,11 @@
 // Input layout: byte 0 picks the options (HEAD request, EOF at the end, which small
 // limits, the mode), bytes 1-3 pick the sizes of the pieces the rest is fed in.
 // - Raw mode (bit 6 clear): the rest is what the "server" sent. The same bytes are parsed
-//   three ways (one feed, one byte at a time, the chosen pieces), each parse going on to
-//   the pipelined responses that follow a complete one, and the three must agree exactly.
-//   Along the way the parser's invariants are checked.
+//   four ways (one feed, one byte at a time, the chosen pieces, and the chosen pieces
+//   with the head in lent storage and the body stored after it, as HttpClient does), each
+//   parse going on to the pipelined responses that follow a complete one, and all must
+//   agree exactly. Along the way the parser's invariants are checked, and with lent
+//   storage that the stored body was never overwritten.
 // - Round-trip mode (bit 6 set): the rest describes a valid response (status, version,
 //   framing, line endings, chunk sizes, extensions, trailers, body bytes); the harness
 //   writes it out and checks that the parser gives back exactly what was encoded.
@@ -48,21 +50,40 @@ bool is_tchar(unsigned char c) {
 // Parses `data` fed in pieces of `piece(k)` bytes, following pipelined responses, and
 // returns a transcript of everything observable. Checks invariants on the way.
 template <typename PieceSize>
-std::string parse(const Options& opt, const char* data, std::size_t n, PieceSize piece) {
-  tern::HttpResponseParser p(opt.limits);
+std::string parse(const Options& opt, const char* data, std::size_t n, PieceSize piece,
+                  bool lent = false) {
+  tern::HttpResponseParser p(opt.limits, lent ? tern::HeadStorage::lent : tern::HeadStorage::owned);
+  // Lent: as large as the limits allow, so the outcome must be the owned parser's.
+  std::string storage(lent ? opt.limits.max_header_bytes + opt.limits.max_body : 0, '\0');
   std::string out;
   std::string body;
-  std::size_t delivered = 0;
-  tern::BodySink sink = [&](const char* d, std::size_t len) {
+  struct State {
+    tern::HttpResponseParser* p;
+    std::string* storage;
+    std::string* body;
+    std::size_t delivered;
+  } st{&p, &storage, &body, 0};
+  tern::BodySink sink = [s = &st](const char* d, std::size_t len) {
     CHECK(len > 0);
     CHECK(d != nullptr);
-    body.append(d, len);
-    delivered += len;
+    s->body->append(d, len);
+    if (!s->storage->empty()) {
+      std::size_t at = s->p->head_bytes() + s->delivered;
+      CHECK(s->p->headers_complete());
+      CHECK(at + len <= s->storage->size());
+      std::memcpy(s->storage->data() + at, d, len);
+    }
+    s->delivered += len;
     return Errc::ok;
   };
+  std::size_t& delivered = st.delivered;
   std::size_t pos = 0, k = 0;
   for (std::size_t response = 0; response < kMaxResponses; ++response) {
-    p.reset(opt.head);
+    if (lent) {
+      p.reset(opt.head, storage.data(), storage.size());
+    } else {
+      p.reset(opt.head);
+    }
     body.clear();
     delivered = 0;
     Errc err = Errc::ok;
@@ -133,7 +154,14 @@ std::string parse(const Options& opt, const char* data, std::size_t n, PieceSize
         header_bytes += h.name.size() + h.value.size();
       }
       CHECK(header_bytes <= opt.limits.max_header_bytes);
+      CHECK(p.head_bytes() == header_bytes);  // packed: reason, names, values, nothing else
+      if (lent) {
+        CHECK(p.reason().data() == storage.data());
+        // Trailers and the rest never wrote over the body kept after the head.
+        CHECK(storage.compare(p.head_bytes(), body.size(), body) == 0);
+      }
     } else {
+      CHECK(p.head_bytes() == 0);
       CHECK(p.status() == 0);
       CHECK(p.header_count() == 0);
     }
@@ -324,6 +352,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (whole != pieces) {
     std::fprintf(stderr, "one feed:\n%s\npieces:\n%s\n", whole.c_str(), pieces.c_str());
     violated("piecewise feeding differs from one feed");
+  }
+  std::string lent =
+      parse(opt, http, n, [&opt](std::size_t k) { return opt.pieces[k % 3]; }, true);
+  if (whole != lent) {
+    std::fprintf(stderr, "one feed:\n%s\nlent storage:\n%s\n", whole.c_str(), lent.c_str());
+    violated("lent head storage differs from owned");
   }
   return 0;
 }

@@ -504,14 +504,61 @@ TEST_F(HttpClientTest, OversizeHeadersAreTooLarge) {
   expect_recovers(client);
 }
 
-TEST_F(HttpClientTest, BodyOverTheResponseLimitIsTooLarge) {
-  config_.max_response_bytes = 4096;
-  HttpClient client(reactor_, config_);
-  Outcome o = get(client, url("good", "/bytes/5000"));
-  EXPECT_EQ(o.err, Errc::too_large);
-  Outcome ok = get(client, url("good", "/bytes/4096"));
-  EXPECT_EQ(ok.err, Errc::ok);
-  EXPECT_EQ(ok.body.size(), 4096u);
+// max_response_bytes is one arena for the head as the client keeps it (reason phrase,
+// field names and values) and the body after it: a response fits exactly when both
+// together do.
+TEST_F(HttpClientTest, ResponseOverTheArenaIsTooLarge) {
+  std::size_t head = 0;
+  {
+    HttpClient probe(reactor_, config_);
+    HttpRequest req;
+    std::string u = url("good", "/bytes/4096");
+    req.url = u;
+    int calls = 0;
+    ASSERT_EQ(probe.request(req, [&](tern::Result<tern::HttpResponse> r) {
+                ++calls;
+                ASSERT_TRUE(r.ok());
+                ASSERT_EQ(r->body.size(), 4096u);
+                const tern::HttpResponseParser& p = *r->parser;
+                head = p.reason().size();
+                for (std::size_t i = 0; i < p.header_count(); ++i) {
+                  head += p.header_at(i).name.size() + p.header_at(i).value.size();
+                }
+              }),
+              Errc::ok);
+    ASSERT_TRUE(run_until([&] { return calls == 1; }));
+  }
+  // "OK", Content-Type: application/octet-stream, Content-Length: 4096.
+  ASSERT_EQ(head, 2u + 12u + 24u + 14u + 4u);
+
+  config_.max_response_bytes = head + 4096;
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/5000"));
+    EXPECT_EQ(o.err, Errc::too_large);
+    Outcome ok = get(client, url("good", "/bytes/4096"));
+    EXPECT_EQ(ok.err, Errc::ok);
+    EXPECT_EQ(ok.body.size(), 4096u);
+    EXPECT_EQ(ok.content_type, "application/octet-stream");
+  }
+  config_.max_response_bytes = head + 4095;  // one byte short
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/4096"));
+    EXPECT_EQ(o.err, Errc::too_large);
+    Outcome ok = get(client, url("good", "/bytes/4095"));
+    EXPECT_EQ(ok.err, Errc::ok);
+    EXPECT_EQ(ok.body.size(), 4095u);
+    expect_recovers(client);
+  }
+  // A head that does not fit the arena is too_large as well, however small the limit
+  // on raw header bytes says it may be.
+  config_.max_response_bytes = 40;
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/bytes/1"));
+    EXPECT_EQ(o.err, Errc::too_large);
+  }
 }
 
 // A response bigger than 64 reads of the read buffer, whose tail sits decrypted
@@ -1166,6 +1213,73 @@ TEST_F(HttpClientTest, TlsSessionIsResumedOnReconnect) {
   EXPECT_NE(second.body.find("\"tls_session_reused\": true"), std::string::npos)
       << "the server saw a full handshake: " << second.body;
   EXPECT_EQ(client.stats().tls_resumed, 1u) << "stats disagree with the server";
+}
+
+// The session is kept per origin, not per connection: a second connection to the
+// origin, in another slot while the first is still open, resumes the first one's.
+TEST_F(HttpClientTest, TlsSessionIsSharedByTheConnectionsOfAnOrigin) {
+  config_.max_connections = config_.max_per_origin = 2;
+  HttpClient client(reactor_, config_);
+  std::string u = url("good", "/echo");
+  Outcome first = get(client, u);
+  ASSERT_EQ(first.err, Errc::ok);
+  ASSERT_EQ(client.stats().open_connections, 1u);  // pooled
+  // Two at once: one reuses the pooled connection, the other opens a second.
+  HttpRequest req;
+  req.url = u;
+  Outcome a, b;
+  ASSERT_EQ(client.request(req, capture(&a)), Errc::ok);
+  ASSERT_EQ(client.request(req, capture(&b)), Errc::ok);
+  ASSERT_TRUE(run_until([&] { return a.done() && b.done(); }));
+  ASSERT_EQ(a.err, Errc::ok);
+  ASSERT_EQ(b.err, Errc::ok);
+  EXPECT_EQ(client.stats().open_connections, 2u);
+  EXPECT_EQ(client.stats().reuses, 1u);
+  EXPECT_EQ(client.stats().tls_handshakes, 2u);
+  EXPECT_EQ(client.stats().tls_resumed, 1u);
+  const std::string& fresh = a.body.find("\"served\": 0") != std::string::npos ? a.body : b.body;
+  EXPECT_NE(fresh.find("\"served\": 0"), std::string::npos) << a.body << b.body;
+  EXPECT_NE(fresh.find("\"tls_session_reused\": true"), std::string::npos)
+      << "the second connection made a full handshake: " << fresh;
+}
+
+// An origin never gets another origin's session (127.0.0.1 and localhost reach the same
+// server here, which would accept it), and the cache keeps the most recent origins.
+TEST_F(HttpClientTest, TlsSessionCacheIsPerOriginAndKeepsTheMostRecent) {
+  config_.max_requests_per_connection = 1;  // every request on a new connection
+  config_.tls_session_cache = 1;
+  HttpClient client(reactor_, config_);
+  std::string by_ip = url("good", "/echo");
+  std::string by_name = url("good", "/echo", "localhost");
+  const char* kFull = "\"tls_session_reused\": false";
+  Outcome o = get(client, by_ip);
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << o.body;
+  o = get(client, by_name);  // another origin: full, and it takes the only entry
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << "resumed another origin's session";
+  o = get(client, by_ip);  // its session was pushed out
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find(kFull), std::string::npos) << o.body;
+  EXPECT_EQ(client.stats().tls_resumed, 0u);
+  o = get(client, by_ip);
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_NE(o.body.find("\"tls_session_reused\": true"), std::string::npos) << o.body;
+  EXPECT_EQ(client.stats().tls_handshakes, 4u);
+  EXPECT_EQ(client.stats().tls_resumed, 1u);
+}
+
+TEST_F(HttpClientTest, NoTlsSessionCacheMeansNoResumption) {
+  config_.max_requests_per_connection = 1;
+  config_.tls_session_cache = 0;
+  HttpClient client(reactor_, config_);
+  for (int i = 0; i < 2; ++i) {
+    Outcome o = get(client, url("good", "/echo"));
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_NE(o.body.find("\"tls_session_reused\": false"), std::string::npos) << o.body;
+  }
+  EXPECT_EQ(client.stats().tls_handshakes, 2u);
+  EXPECT_EQ(client.stats().tls_resumed, 0u);
 }
 
 TEST_F(HttpClientTest, CloseDelimitedBodyIsDeliveredAndTheConnectionNotReused) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <string_view>
@@ -45,13 +46,36 @@ std::ostream& operator<<(std::ostream& os, const Outcome& o) {
 
 // Feeds `input` in pieces of the sizes in `pieces` (cycled; 0 means "the rest"), stopping
 // at an error or at completion, then calls on_eof() when `eof` and nothing failed.
-Outcome parse(std::string_view input, const std::vector<std::size_t>& pieces,
-              const HttpLimits& limits = {}, bool head = false, bool eof = false) {
-  HttpResponseParser p(limits);
-  p.reset(head);
+// `lent`: the head goes into storage lent at reset(), of `lent_size` bytes, and the body
+// after it in the same storage, as HttpClient does; read back from there at the end, so a
+// parser that wrote into the storage after the head would show.
+Outcome parse_with(std::string_view input, const std::vector<std::size_t>& pieces,
+                   const HttpLimits& limits, bool head, bool eof, bool lent,
+                   std::size_t lent_size) {
+  HttpResponseParser p(limits, lent ? tern::HeadStorage::lent : tern::HeadStorage::owned);
+  std::vector<char> storage(lent ? lent_size : 0);
+  if (lent) {
+    p.reset(head, storage.data(), storage.size());
+  } else {
+    p.reset(head);
+  }
   Outcome o;
-  tern::BodySink sink = [&o](const char* d, std::size_t n) {
-    o.body.append(d, n);
+  struct Sink {
+    bool lent;
+    HttpResponseParser* p;
+    std::vector<char>* storage;
+    std::string* body;  // owned: the body; lent: only counts what went into storage
+    std::size_t stored = 0;
+  } st{lent, &p, &storage, &o.body};
+  tern::BodySink sink = [s = &st](const char* d, std::size_t n) {
+    if (!s->lent) {
+      s->body->append(d, n);
+      return Errc::ok;
+    }
+    std::size_t at = s->p->head_bytes() + s->stored;
+    if (n > s->storage->size() - at) return Errc::too_large;
+    std::memcpy(s->storage->data() + at, d, n);
+    s->stored += n;
     return Errc::ok;
   };
   std::size_t pos = 0, k = 0;
@@ -80,8 +104,23 @@ Outcome parse(std::string_view input, const std::vector<std::size_t>& pieces,
     auto h = p.header_at(i);
     o.headers.emplace_back(std::string(h.name), std::string(h.value));
   }
-  EXPECT_EQ(p.body_bytes(), o.body.size());
+  if (lent) o.body.assign(storage.data() + p.head_bytes(), st.stored);
+  // (A lent sink refuses what does not fit, after the parser counted it.)
+  if (!lent || o.error == Errc::ok) {
+    EXPECT_EQ(p.body_bytes(), o.body.size());
+  }
   return o;
+}
+
+// As parse_with, owned; and the same with lent storage as large as the limit allows (plus
+// room for the body) must give the same outcome.
+Outcome parse(std::string_view input, const std::vector<std::size_t>& pieces,
+              const HttpLimits& limits = {}, bool head = false, bool eof = false) {
+  Outcome owned = parse_with(input, pieces, limits, head, eof, false, 0);
+  Outcome lent =
+      parse_with(input, pieces, limits, head, eof, true, limits.max_header_bytes + input.size());
+  EXPECT_EQ(lent, owned) << "lent storage disagrees with owned";
+  return owned;
 }
 
 Outcome whole(std::string_view input, const HttpLimits& limits = {}, bool head = false,
@@ -722,6 +761,83 @@ TEST(HttpResponseParser, ReentryFromTheBodySinkPanics) {
         (void)r;
       },
       "body sink");
+}
+
+// ---- lent head storage ----
+
+TEST(HttpResponseParser, LentStorageTooSmallIsTooLargeWhateverThePieces) {
+  const HttpLimits limits{};
+  // The smallest storage that holds kSimple's head and, after it, its body (stored there
+  // by the sink) must work, and one byte less must be too_large, whatever the pieces.
+  std::size_t fits = 0;
+  for (std::size_t size = 1; size <= kSimple.size() && !fits; ++size) {
+    if (parse_with(kSimple, {}, limits, false, false, true, size).error == Errc::ok) fits = size;
+  }
+  ASSERT_GT(fits, 0u);
+  for (const std::vector<std::size_t>& pieces : {std::vector<std::size_t>{}, {1}, {3, 7}}) {
+    Outcome o = parse_with(kSimple, pieces, limits, false, false, true, fits);
+    EXPECT_EQ(o.error, Errc::ok);
+    EXPECT_EQ(o.body, "{\"ok\": true}\n");
+    EXPECT_EQ(parse_with(kSimple, pieces, limits, false, false, true, fits - 1).error,
+              Errc::too_large);
+  }
+  // Smaller still, the head itself does not fit: too_large before any body.
+  Outcome o = parse_with(kSimple, {1}, limits, false, false, true, 10);
+  EXPECT_EQ(o.error, Errc::too_large);
+  EXPECT_FALSE(o.headers_complete);
+}
+
+TEST(HttpResponseParser, LentHeadIsPackedIntoLessThanTheRawHead) {
+  HttpResponseParser p(HttpLimits{}, tern::HeadStorage::lent);
+  char storage[256];
+  p.reset(false, storage, sizeof storage);
+  tern::BodySink none;
+  auto used = p.feed(kChunked.data(), kChunked.size(), none);
+  ASSERT_TRUE(used.ok());
+  ASSERT_TRUE(p.complete());
+  // Reason "OK" + "Transfer-Encoding" + "chunked": what header() views point into.
+  EXPECT_EQ(p.head_bytes(), 2u + 17u + 7u);
+  EXPECT_EQ(p.reason().data(), storage);
+  EXPECT_EQ(p.header("transfer-encoding"), "chunked");
+  p.reset(false);
+  EXPECT_EQ(p.head_bytes(), 0u);
+}
+
+TEST(HttpResponseParser, LentParserAllocatesOnlyItsFieldIndex) {
+  std::size_t before = tern_test::allocations();
+  // A buffer of max_header_bytes would be a gigabyte.
+  HttpResponseParser p(HttpLimits{std::size_t{1} << 30, 8, 0}, tern::HeadStorage::lent);
+  EXPECT_EQ(tern_test::allocations() - before, 1u);
+  char storage[128];
+  p.reset(false, storage, sizeof storage);
+  tern::BodySink none;
+  std::string_view in = "HTTP/1.1 204 No Content\r\n\r\n";
+  auto used = p.feed(in.data(), in.size(), none);
+  ASSERT_TRUE(used.ok());
+  EXPECT_TRUE(p.complete());
+  EXPECT_EQ(p.reason(), "No Content");
+}
+
+TEST(HttpResponseParser, FeedingALentParserWithoutStoragePanics) {
+  HttpResponseParser p(HttpLimits{}, tern::HeadStorage::lent);
+  tern::BodySink none;
+  EXPECT_DEATH(
+      {
+        auto r = p.feed(kSimple.data(), kSimple.size(), none);
+        (void)r;
+      },
+      "no head storage");
+  char storage[64];
+  p.reset(false, storage, sizeof storage);
+  p.reset(false);  // withdraws it
+  EXPECT_DEATH(
+      {
+        auto r = p.feed(kSimple.data(), kSimple.size(), none);
+        (void)r;
+      },
+      "no head storage");
+  HttpResponseParser owned;
+  EXPECT_DEATH(owned.reset(false, storage, sizeof storage), "owns");
 }
 
 }  // namespace

@@ -11,10 +11,13 @@
 //   req.header_count = 1;
 //   (void)client.request(req, [](tern::Result<tern::HttpResponse> r) { ... });
 //
-// Memory: every connection slot (TLS context, read buffer, parser) and every request slot
-// (serialized request, response body) is allocated once in the constructor. With a warm
-// pool, keep-alive traffic allocates nothing; only a new TLS handshake does (mbedTLS),
-// bounded by max_connections. See examples/embed_client.
+// Memory: every connection slot (TLS context, parser state and header index) and every
+// request slot (serialized request; response arena for the head and body) is allocated
+// once in the constructor. With a warm pool, keep-alive traffic allocates nothing; only a
+// new TLS handshake does (mbedTLS's record buffers, ~33 KB per connection with its
+// default build, and the peer certificate), bounded by max_connections; the last session
+// of each of tls_session_cache origins is kept once, for resumption by any connection to
+// that origin. See examples/embed_client and docs/BENCHMARKS.md ("Where the memory goes").
 //
 // Certificates: a host name is matched against the certificate's DNS names (by mbedTLS);
 // an IP literal (https://127.0.0.1/, https://[::1]/) against its iPAddress names (by
@@ -47,11 +50,25 @@ struct HttpClientConfig {
   std::size_t max_requests_per_connection = 0;  // then reconnect; 0: no limit
   // Every request slot (max_in_flight + queue_length of them) holds these two buffers.
   std::size_t max_request_bytes = 4096;   // request line + headers + body, serialized
-  std::size_t max_response_bytes = 16384; // decoded response body
+  // The response arena: the response's head as kept for HttpResponse::header() (the
+  // reason phrase and every header field's name and value, without separators, line
+  // endings or the whitespace around values: a head of R raw bytes takes less than R)
+  // and then its decoded body. A response that does not fit is Errc::too_large; the body
+  // can use whatever the head leaves.
+  std::size_t max_response_bytes = 16384;
   std::size_t read_buffer_bytes = 4096;   // bytes per read (a stack buffer, at most 4096)
-  // Response header limits (limits.max_body is replaced by max_response_bytes). Each
-  // connection keeps max_header_bytes for the headers of the response it is reading.
+  // Response head limits, checked as it arrives: max_header_bytes bounds the raw bytes of
+  // the status line and header lines (and of the trailer lines and chunk extensions), over
+  // it is Errc::too_large; max_headers the header fields, over it too_large (each
+  // connection keeps an index of max_headers entries, 16 B each). The head is kept in the
+  // request slot's arena (max_response_bytes), never in a buffer of max_header_bytes.
+  // limits.max_body is replaced by max_response_bytes.
   HttpLimits limits{.max_header_bytes = 4096, .max_headers = 32, .max_body = 16384};
+  // Origins (scheme, host, port) whose last TLS session is kept for resumption, shared by
+  // all of that origin's connections; the least recently saved goes first. Each entry
+  // costs ~430 B, and while it holds a session the session's copy of the peer certificate
+  // (1-2 KB, allocated at a handshake). 0: no resumption.
+  std::size_t tls_session_cache = 4;
   const char* ca_file = "/etc/ssl/certs/ca-certificates.crt";
   // Optional resilience. `retry`: a failed request (an error the policy's retry_on
   // accepts, or a 5xx status, seen as Errc::failed) is tried again after the policy's

@@ -14,8 +14,13 @@
 //   ...
 //   if (eof) { tern::Errc e = parser.on_eof(); }  // ok: a close-delimited body ended
 //
-// (out.write returns an Errc; anything but ok aborts the parse.) HttpClient drives one
-// parser per pooled connection; examples/embed_client shows it at work.
+// (out.write returns an Errc; anything but ok aborts the parse.)
+//
+// The head can also live in memory the caller lends for each response instead of a
+// buffer of the parser's own (HeadStorage::lent): HttpClient drives one such parser per
+// pooled connection and lends it the request slot's response buffer, so the head and the
+// body share it (the body goes after head_bytes()). examples/embed_client shows it at
+// work.
 //
 // What is accepted, following RFC 9112 and RFC 9110:
 // - Status line `HTTP/1.<digit> <3 digits> <reason>`; the reason may be empty and its
@@ -71,6 +76,11 @@ struct HttpHeader {
   std::string_view name, value;
 };
 
+// Where a parser keeps the head of the response it reads (status reason and header
+// fields). owned: a buffer of limits.max_header_bytes allocated at construction. lent:
+// storage the caller passes to each reset(head_request, storage, size).
+enum class HeadStorage : std::uint8_t { owned, lent };
+
 // Receives decoded body bytes (never an empty piece). Returning anything but Errc::ok stops
 // the parser, which returns that Errc from feed(). The sink must not call the parser's
 // feed(), reset() or on_eof() (a contract violation: panic); accessors are fine.
@@ -78,12 +88,13 @@ using BodySink = InplaceFunction<Errc(const char* data, std::size_t n), 4 * size
 
 class HttpResponseParser {
  public:
-  // Allocates the header buffer (limits.max_header_bytes) and the field index
-  // (limits.max_headers entries) once; the parser never allocates afterwards. Running out
-  // of memory here, or max_header_bytes over 4 GiB, is a panic. Ready for a response, as if
-  // after reset(false). Movable (a moved-from parser may only be destroyed or assigned to),
-  // not copyable.
-  explicit HttpResponseParser(const HttpLimits& limits = {});
+  // Allocates the field index (limits.max_headers entries) and, with HeadStorage::owned,
+  // the header buffer (limits.max_header_bytes) once; the parser never allocates
+  // afterwards. Running out of memory here, or max_header_bytes over 4 GiB, is a panic.
+  // Owned: ready for a response, as if after reset(false). Lent: needs a
+  // reset(head_request, storage, size) before the first feed(). Movable (a moved-from
+  // parser may only be destroyed or assigned to), not copyable.
+  explicit HttpResponseParser(const HttpLimits& limits = {}, HeadStorage storage = HeadStorage::owned);
   HttpResponseParser(HttpResponseParser&&) noexcept = default;
   HttpResponseParser& operator=(HttpResponseParser&&) noexcept = default;
   HttpResponseParser(const HttpResponseParser&) = delete;
@@ -92,7 +103,23 @@ class HttpResponseParser {
   // Forgets everything about the previous response (views from header(), header_at() and
   // reason() die here) and expects a new one. `head_request`: the request was HEAD, so the
   // response has no body whatever its headers say.
+  // With HeadStorage::lent this also withdraws the storage: feed() before the next
+  // reset(head_request, storage, size) is a contract violation (panic).
   void reset(bool head_request = false);
+
+  // HeadStorage::lent only (else a panic): as reset(head_request), and the head of this
+  // response goes into storage[0, size), which must stay valid and untouched by the caller
+  // up to head_bytes() until the next reset. The head must then fit both
+  // limits.max_header_bytes (raw bytes received) and `size` (the reason phrase and the
+  // fields packed without separators, plus the line being assembled): over either is
+  // Errc::too_large. Once headers_complete() the parser writes nothing more into the
+  // storage until the next reset (trailer fields are checked as they stream past, never
+  // stored), so the caller may keep the body in storage[head_bytes(), size).
+  void reset(bool head_request, char* storage, std::size_t size);
+
+  // Bytes at the start of the head storage holding the final response's head (its reason
+  // phrase and packed fields); 0 before headers_complete().
+  std::size_t head_bytes() const { return headers_complete_ ? stored_ : 0; }
 
   // Feeds the next `n` bytes from the connection (`data` may be null only when n == 0).
   // Calls `on_body` with each piece of decoded body; an empty sink discards the body.
@@ -161,27 +188,37 @@ class HttpResponseParser {
     kChunkData,
     kChunkDataCr,
     kChunkDataLf,
-    kTrailerLine,
+    kTrailerLine,  // streamed through step_trailer_byte, not assembled
     kComplete,
     kError,
   };
   struct Field {  // offsets into buf_
     std::uint32_t name_off, name_len, value_off, value_len;
   };
+  // Where step_trailer_byte is in the current trailer line.
+  enum class TrailerPhase : std::uint8_t { kLineStart, kName, kValue, kFold };
 
   void begin_head();
   Errc fail(Errc e);
   Errc step_line(const char* data, std::size_t n, std::size_t& i);
   Errc end_of_line();
   Errc status_line(char* line, std::size_t len);
-  Errc field_line(char* line, std::size_t len, bool trailer);
+  Errc field_line(char* line, std::size_t len);
   Errc end_of_head();
   Errc step_chunk_byte(char c);
+  Errc step_trailer_byte(char c);
+  void trailer_content(unsigned char c);
   Errc deliver(const char* data, std::size_t n, BodySink& on_body);
 
   HttpLimits limits_;
-  std::unique_ptr<char[]> buf_;      // limits_.max_header_bytes
-  std::unique_ptr<Field[]> fields_;  // limits_.max_headers
+  std::unique_ptr<char[]> owned_buf_;  // limits_.max_header_bytes, HeadStorage::owned only
+  std::unique_ptr<Field[]> fields_;    // limits_.max_headers
+  char* buf_ = nullptr;                // the head storage: owned_buf_ or lent
+  std::size_t buf_size_ = 0;
+  HeadStorage storage_ = HeadStorage::owned;
+  TrailerPhase trailer_phase_ = TrailerPhase::kLineStart;
+  bool trailer_cr_ = false;   // the trailer line's last byte was a CR
+  bool trailer_bad_ = false;  // the trailer line is malformed (reported at its LF)
   State state_ = State::kStatusLine;
   Errc error_ = Errc::ok;
   bool head_request_ = false;
