@@ -68,11 +68,7 @@ std::size_t PayloadPool::free_in_class(int size_class) const {
   return size_class >= 0 && size_class < class_count_ ? classes_[size_class].free_count : 0;
 }
 
-Result<Payload> PayloadPool::make(std::size_t size) {
-  if (size > largest_block()) {
-    ++stats_.too_large;
-    return Errc::too_large;
-  }
+detail::PayloadBlock* PayloadPool::take(std::size_t size) {
   for (int i = 0; i < class_count_; ++i) {
     Class& k = classes_[i];
     if (k.block_size < size || !k.free) continue;
@@ -83,16 +79,27 @@ Result<Payload> PayloadPool::make(std::size_t size) {
     b->size = static_cast<std::uint32_t>(size);
     ++stats_.allocated;
     if (++stats_.in_use > stats_.high_water) stats_.high_water = stats_.in_use;
-    return Payload(b);
+    return b;
   }
-  ++stats_.rejected;
-  return Errc::full;
+  if (size > largest_block()) {
+    ++stats_.too_large;
+  } else {
+    ++stats_.rejected;
+  }
+  return nullptr;
+}
+
+Result<Payload> PayloadPool::make(std::size_t size) {
+  detail::PayloadBlock* b = take(size);
+  if (!b) return size > largest_block() ? Errc::too_large : Errc::full;
+  return Payload(b);
 }
 
 Result<Payload> PayloadPool::copy_of(const void* data, std::size_t size) {
-  Result<Payload> p = make(size);
-  if (p && size) std::memcpy(p->data(), data, size);
-  return p;
+  detail::PayloadBlock* b = take(size);
+  if (!b) return size > largest_block() ? Errc::too_large : Errc::full;
+  if (size) std::memcpy(b + 1, data, size);
+  return Payload(b);
 }
 
 void PayloadPool::release(detail::PayloadBlock* b) {

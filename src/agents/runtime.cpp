@@ -270,7 +270,9 @@ Errc Runtime::group_stop_reason(GroupId g) const { return group_reason_[g]; }
 
 // ---- mailboxes ----
 
-Errc Runtime::enqueue(AgentSlot& s, Message&& msg, const Envelope& env) {
+static_assert(sizeof(Message) == 40, "Message changed: update enqueue(), which copies it field by field");
+
+Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   Mailbox& mb = s.mailbox;
   if (mb.count >= mb.capacity || free_node_ == kNil) {
     ++s.counters.mailbox_rejected;
@@ -279,14 +281,19 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, const Envelope& env) {
   }
   NodeIndex i = free_node_;
   free_node_ = nodes_[i].next;
+  // Field by field: the body from msg, the rest from env, each written once. A free
+  // node's payload is always empty (release_node), so swapping moves msg's in.
   Message& m = nodes_[i].msg;
-  m = std::move(msg);
-  m.kind = env.kind;
+  m.value = msg.value;
+  m.correlation = env.correlation;
+  m.payload.swap(msg.payload);
+  m.type = msg.type;
+  m.topic = env.topic;
   m.sender = env.sender;
   m.receiver = env.receiver;
-  m.topic = env.topic;
-  m.correlation = env.correlation;
-  if (env.priority >= 0) m.priority = static_cast<std::uint8_t>(env.priority);
+  m.kind = env.kind;
+  m.priority = env.priority >= 0 ? static_cast<std::uint8_t>(env.priority) : msg.priority;
+  m.status = msg.status;
   unsigned level = m.priority < kPriorityLevels ? m.priority : kPriorityLevels - 1;
   nodes_[i].next = kNil;
   if (mb.tail[level] == kNil) {
@@ -339,7 +346,7 @@ Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
   const TopicId topic = msg.topic;  // kept: a forwarded event still names its topic
-  Errc e = enqueue(*s, std::move(msg), Envelope{MessageKind::event, from, to, topic});
+  Errc e = enqueue(*s, std::move(msg), Envelope{.topic = topic, .sender = from, .receiver = to});
   if (e == Errc::ok) {
     ++stats_.sent;
     if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
@@ -403,7 +410,7 @@ Errc Runtime::subscribe(AgentId agent, const char* pattern) {
   return Errc::ok;
 }
 
-std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message msg) {
+std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message&& msg) {
   if (shutting_down_ || draining_) {
     ++stats_.publish_refused;
     return static_cast<std::uint32_t>(Errc::shutdown);
@@ -422,7 +429,7 @@ std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message msg) 
     subs &= subs - 1;
     AgentSlot& s = agents_[a];
     if (s.state != AgentState::running || s.stop_pending) continue;
-    const Envelope env{MessageKind::event, from, a, topic};
+    const Envelope env{.topic = topic, .sender = from, .receiver = a};
     // The last subscriber takes the message itself: no copy, no reference count. The
     // others get a copy that shares the payload: no bytes copied.
     Errc e = subs == 0 ? enqueue(s, std::move(msg), env) : enqueue(s, Message(msg), env);
@@ -473,7 +480,10 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
-                Envelope{MessageKind::request, from, to, topic, *id, options.priority});
+                Envelope{.correlation = *id, .topic = topic, .sender = from, .receiver = to,
+                         .kind = MessageKind::request,
+                         .priority = static_cast<std::int8_t>(
+                             options.priority < kPriorityLevels ? options.priority : kPriorityLevels - 1)});
   if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
   return id;
 }

@@ -130,6 +130,9 @@ class PayloadPool {
 
  private:
   friend class Payload;
+  // A block of the smallest fitting class with a free one, or null (counted as
+  // too_large or rejected).
+  detail::PayloadBlock* take(std::size_t size);
   void release(detail::PayloadBlock* b);
 
   struct Class {

@@ -155,7 +155,7 @@ class Runtime {
   // publish_from's work. Returns the PublishResult packed in an integer (status in bits
   // 0-7, delivered in 8-19, dropped in 20-31): GCC returns the 6-byte struct through a
   // stack slot written piecewise, a store-forwarding stall that cost ~5 ns per publish.
-  std::uint32_t publish_packed(AgentId from, TopicId topic, Message msg);
+  std::uint32_t publish_packed(AgentId from, TopicId topic, Message&& msg);
   friend class Context;
   friend class Reply;
   using NodeIndex = std::uint16_t;
@@ -221,15 +221,16 @@ class Runtime {
   // after moving the body in, rather than the caller writing them into `msg` first:
   // those narrow stores followed at once by the move's wide loads of the same bytes
   // defeat store forwarding (~5 ns per message on x86-64).
-  struct Envelope {
-    MessageKind kind;
-    AgentId sender;
-    AgentId receiver;
-    TopicId topic = kNoTopic;
+  struct Envelope {  // 16 bytes, trivially copyable: passed in registers on x86-64
     RequestId correlation = {};
-    int priority = -1;  // -1: the message's own
+    TopicId topic = kNoTopic;
+    AgentId sender = kNoAgent;
+    AgentId receiver = kNoAgent;
+    MessageKind kind = MessageKind::event;
+    std::int8_t priority = -1;  // -1: the message's own
   };
-  Errc enqueue(AgentSlot& s, Message&& msg, const Envelope& env);
+  static_assert(sizeof(Envelope) == 16, "Envelope should stay two registers wide");
+  Errc enqueue(AgentSlot& s, Message&& msg, Envelope env);
   bool dequeue(AgentSlot& s, Message* out);
   NodeIndex detach_next(AgentSlot& s);
   void release_node(NodeIndex i);
