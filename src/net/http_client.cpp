@@ -193,6 +193,13 @@ bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::
   return false;
 }
 
+// The host as an IP address (4 or 16 bytes into `out`), or 0 if it is a host name.
+std::size_t ip_literal(const char* host, unsigned char out[16]) {
+  if (inet_pton(AF_INET, host, out) == 1) return 4;
+  if (inet_pton(AF_INET6, host, out) == 1) return 16;
+  return 0;
+}
+
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
          method == "OPTIONS" || method == "TRACE";
@@ -947,13 +954,17 @@ struct HttpClient::Impl {
     } else {
       rc = mbedtls_ssl_session_reset(&c.ssl);
     }
-    if (rc == 0) rc = mbedtls_ssl_set_hostname(&c.ssl, c.origin.host);
+    // No SNI for an IP literal (RFC 6066 §3); NULL also clears the name a previous
+    // connection of this slot left (a session reset keeps it). verify_peer_name then
+    // does the whole name check, since mbedTLS checks none without a host name.
+    unsigned char ip[16];
+    if (rc == 0) rc = mbedtls_ssl_set_hostname(&c.ssl, ip_literal(c.origin.host, ip) ? nullptr : c.origin.host);
     if (rc != 0) {
       fail_conn(c, Errc::tls);
       return;
     }
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
-    mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
+    mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_peer_name, &c);
     c.full_handshake = false;
     if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
@@ -962,19 +973,18 @@ struct HttpClient::Impl {
     handshake(c);
   }
 
-  // Accepts an IP-literal host that matches an iPAddress SAN (see cert_has_ip_san).
-  static int verify_ip_san(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
+  // For an IP-literal origin (sent without a host name, so mbedTLS matched no name) the
+  // leaf must carry an iPAddress SAN equal to the address (see cert_has_ip_san), else it
+  // fails as a name mismatch, like a host name that matches none of its DNS names.
+  // mbedTLS checks host names itself.
+  static int verify_peer_name(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
     Conn& c = *static_cast<Conn*>(ctx);
     c.full_handshake = true;  // certificates are only verified in a full handshake
-    if (depth != 0 || !(*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)) return 0;
+    if (depth != 0) return 0;
     unsigned char ip[16];
-    std::size_t ip_len = 0;
-    if (inet_pton(AF_INET, c.origin.host, ip) == 1) {
-      ip_len = 4;
-    } else if (inet_pton(AF_INET6, c.origin.host, ip) == 1) {
-      ip_len = 16;
-    }
-    if (ip_len && cert_has_ip_san(crt, ip, ip_len)) *flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
+    std::size_t ip_len = ip_literal(c.origin.host, ip);
+    if (ip_len == 0) return 0;
+    if (!cert_has_ip_san(crt, ip, ip_len)) *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
     return 0;
   }
 

@@ -147,8 +147,8 @@ class Upstream {
     pid_ = -1;
   }
 
-  // The port of listener `name` ("good", "wrong-host", "unknown-ca", "plain",
-  // "good6"), or "" ("none" when ::1 could not be bound).
+  // The port of listener `name` ("good", "wrong-host", "unknown-ca",
+  // "other-ip", "plain", "good6"), or "" ("none" when ::1 could not be bound).
   std::string port(const std::string& name) const {
     auto it = ports_.find(name);
     return it == ports_.end() ? std::string() : it->second;
@@ -182,8 +182,8 @@ class NetEnvironment : public ::testing::Environment {
     }
     ca_file = dir + "/certs/ca.pem";
     if (!main.start({"--certs", dir + "/certs", "--cert", "good", "--cert",
-                     "wrong-host", "--cert", "unknown-ca", "--plain",
-                     "--ipv6"})) {
+                     "wrong-host", "--cert", "unknown-ca", "--cert",
+                     "other-ip", "--plain", "--ipv6"})) {
       error = "upstream.py did not start (TERN_UPSTREAM, TERN_PYTHON)";
       return;
     }
@@ -202,7 +202,7 @@ class NetEnvironment : public ::testing::Environment {
   std::string error;
   std::string dir;
   std::string ca_file;
-  Upstream main;  // good, wrong-host, unknown-ca, plain (and ::1 copies)
+  Upstream main;  // good, wrong-host, unknown-ca, other-ip, plain (and ::1 copies)
   Upstream idle;  // good, closing keep-alive connections idle for 150 ms
 };
 
@@ -716,6 +716,63 @@ TEST_F(HttpClientTest, SkipVerifyAcceptsAnUnknownCa) {
   Outcome o = get(client, url("unknown-ca", "/health"));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.status, 200);
+}
+
+// An IP-literal origin is checked against the certificate's iPAddress names
+// only: other-ip is signed by the trusted CA, valid for the name localhost and
+// has CN 127.0.0.1, but its IP SANs are 127.0.0.2 and ::2.
+TEST_F(HttpClientTest, IpLiteralWithoutAMatchingIpSanIsTls) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("other-ip", "/health"));
+  EXPECT_EQ(o.err, Errc::tls);
+  std::string p6 = g_env->main.port("other-ip6");
+  if (!p6.empty() && p6 != "none") {
+    o = get(client, "https://[::1]:" + p6 + "/health");
+    EXPECT_EQ(o.err, Errc::tls);
+  }
+  o = get(client, url("other-ip", "/health", "localhost"));  // the same certificate
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  expect_quiescent(client);
+}
+
+// ---- SNI (upstream.py's /sni tells what the handshake carried) ----
+
+TEST_F(HttpClientTest, IpLiteralOriginSendsNoSni) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  std::string p6 = g_env->main.port("good6");
+  if (!p6.empty() && p6 != "none") {
+    o = get(client, "https://[::1]:" + p6 + "/sni");
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  }
+}
+
+TEST_F(HttpClientTest, HostNameOriginSendsItAsSni) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+}
+
+// One connection slot: the IP-literal connection reuses the TLS context that
+// carried "localhost", whose name must not leak into the next handshake.
+TEST_F(HttpClientTest, SlotThatHeldAHostNameSendsNoSniForAnIpLiteral) {
+  config_.max_connections = 1;
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+  o = get(client, url("good", "/sni"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+  EXPECT_EQ(client.stats().tls_handshakes, 3u);
 }
 
 // ---- IPv6 ----

@@ -19,9 +19,11 @@
 // of each of tls_session_cache origins is kept once, for resumption by any connection to
 // that origin. See examples/embed_client and docs/BENCHMARKS.md ("Where the memory goes").
 //
-// Certificates: a host name is matched against the certificate's DNS names (by mbedTLS);
-// an IP literal (https://127.0.0.1/, https://[::1]/) against its iPAddress names (by
-// tern, since mbedTLS 2.28 does not).
+// Certificates: a host name is sent as SNI and matched against the certificate's DNS
+// names (by mbedTLS); an IP literal (https://127.0.0.1/, https://[::1]/) is never sent
+// as SNI (RFC 6066 §3) and must equal one of the certificate's iPAddress names (checked
+// by tern, since mbedTLS 2.28 does not).
+
 #pragma once
 
 #include <cstddef>
