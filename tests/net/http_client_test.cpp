@@ -10,8 +10,8 @@
 // instead of hanging.
 #include "tern/net/http_client.hpp"
 
-#include <fcntl.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -183,13 +183,13 @@ class NetEnvironment : public ::testing::Environment {
     }
     ca_file = dir + "/certs/ca.pem";
     // Names for the client's resolver (HttpClientConfig::hosts_file), in the
-    // order it tries them: 127.0.0.2-5 refuse (the tests hold those ports bound,
-    // never listening), 127.0.0.1 is the upstream.
+    // order it tries them: 127.0.0.2-5 refuse (the tests hold those ports
+    // bound, never listening), 127.0.0.1 is the upstream.
     hosts_file = dir + "/hosts";
     if (FILE* f = std::fopen(hosts_file.c_str(), "w")) {
       std::fputs("127.0.0.2 failover.test\n127.0.0.1 failover.test\n", f);
-      for (const char* a : {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5",
-                            "127.0.0.1"})
+      for (const char* a :
+           {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"})
         std::fprintf(f, "%s five.test\n", a);
       std::fclose(f);
     } else {
@@ -197,8 +197,8 @@ class NetEnvironment : public ::testing::Environment {
       return;
     }
     if (!main.start({"--certs", dir + "/certs", "--cert", "good", "--cert",
-                     "wrong-host", "--cert", "unknown-ca", "--cert",
-                     "other-ip", "--plain", "--ipv6"})) {
+                     "wrong-host", "--cert", "unknown-ca", "--cert", "other-ip",
+                     "--plain", "--ipv6"})) {
       error = "upstream.py did not start (TERN_UPSTREAM, TERN_PYTHON)";
       return;
     }
@@ -218,7 +218,8 @@ class NetEnvironment : public ::testing::Environment {
   std::string dir;
   std::string ca_file;
   std::string hosts_file;
-  Upstream main;  // good, wrong-host, unknown-ca, other-ip, plain (and ::1 copies)
+  // good, wrong-host, unknown-ca, other-ip, plain (and ::1 copies)
+  Upstream main;
   Upstream idle;  // good, closing keep-alive connections idle for 150 ms
 };
 
@@ -746,7 +747,8 @@ TEST_F(HttpClientTest, IpLiteralWithoutAMatchingIpSanIsTls) {
     o = get(client, "https://[::1]:" + p6 + "/health");
     EXPECT_EQ(o.err, Errc::tls);
   }
-  o = get(client, url("other-ip", "/health", "localhost"));  // the same certificate
+  // The same certificate, for the name it carries:
+  o = get(client, url("other-ip", "/health", "localhost"));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.status, 200);
   expect_quiescent(client);
