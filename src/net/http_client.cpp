@@ -193,6 +193,13 @@ bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::
   return false;
 }
 
+// The host as an IP address (4 or 16 bytes into `out`), or 0 if it is a host name.
+std::size_t ip_literal(const char* host, unsigned char out[16]) {
+  if (inet_pton(AF_INET, host, out) == 1) return 4;
+  if (inet_pton(AF_INET6, host, out) == 1) return 16;
+  return 0;
+}
+
 bool idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
          method == "OPTIONS" || method == "TRACE";
@@ -287,6 +294,16 @@ struct HttpClient::Impl {
     std::uint64_t saved_at = 0;  // session_clock when saved
   };
 
+  // One address to connect to; the port is already in it.
+  struct ConnectAddress {
+    union {
+      sockaddr sa;
+      sockaddr_in v4;
+      sockaddr_in6 v6;
+    };
+    socklen_t len = 0;
+  };
+
   struct Conn {
     Impl* impl = nullptr;
     ConnState state = ConnState::free;
@@ -298,6 +315,10 @@ struct HttpClient::Impl {
     Timer timer;  // connect / handshake / idle deadline
     evdns_getaddrinfo_request* dns = nullptr;
     DnsCookie* dns_cookie = nullptr;  // while resolving
+    // Where to connect, tried in order (the resolver's first answers, or the literal).
+    ConnectAddress addrs[kMaxConnectAddresses];
+    std::uint8_t addr_count = 0;
+    std::uint8_t addr_next = 0;  // the next one to try
     mbedtls_ssl_context ssl;
     bool ssl_setup = false;
     std::uint32_t served = 0;
@@ -794,20 +815,27 @@ struct HttpClient::Impl {
     c.served = 0;
     ++stats.open_connections;
     reactor.wheel().arm(c.timer, reactor.now() + config.connect_timeout);
+    c.addr_count = 0;
+    c.addr_next = 0;
     in6_addr a6;
     in_addr a4;
+    ConnectAddress& a = c.addrs[0];
     if (inet_pton(AF_INET, c.origin.host, &a4) == 1) {
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_port = htons(c.origin.port);
-      sa.sin_addr = a4;
-      connect_to(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+      a.v4 = sockaddr_in{};
+      a.v4.sin_family = AF_INET;
+      a.v4.sin_port = htons(c.origin.port);
+      a.v4.sin_addr = a4;
+      a.len = sizeof a.v4;
+      c.addr_count = 1;
+      connect_next(c);
     } else if (inet_pton(AF_INET6, c.origin.host, &a6) == 1) {
-      sockaddr_in6 sa{};
-      sa.sin6_family = AF_INET6;
-      sa.sin6_port = htons(c.origin.port);
-      sa.sin6_addr = a6;
-      connect_to(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+      a.v6 = sockaddr_in6{};
+      a.v6.sin6_family = AF_INET6;
+      a.v6.sin6_port = htons(c.origin.port);
+      a.v6.sin6_addr = a6;
+      a.len = sizeof a.v6;
+      c.addr_count = 1;
+      connect_next(c);
     } else {
       resolve(c);
     }
@@ -820,8 +848,14 @@ struct HttpClient::Impl {
     // Made at the first host name (reading /etc/resolv.conf then), so a client that
     // only ever connects to IP literals carries no resolver (~1.5 KB). A lookup allocates
     // anyway, like the TLS handshake that follows.
-    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-    if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
+    if (!dns_base) {
+      dns_base = evdns_base_new(reactor.port_state().base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+      if (!dns_base) dns_base = evdns_base_new(reactor.port_state().base, 0);
+      if (dns_base && config.hosts_file && evdns_base_load_hosts(dns_base, config.hosts_file) != 0) {
+        evdns_base_free(dns_base, 1);  // a later host name tries the file again
+        dns_base = nullptr;
+      }
+    }
     DnsCookie* cookie = dns_base ? take_dns_cookie(&c) : nullptr;
     if (!cookie) {
       fail_conn(c, Errc::dns);
@@ -865,27 +899,51 @@ struct HttpClient::Impl {
       impl.fail_conn(c, Errc::dns);
       return;
     }
-    impl.connect_to(c, res->ai_addr, static_cast<socklen_t>(res->ai_addrlen));
+    c.addr_count = 0;
+    c.addr_next = 0;
+    for (evutil_addrinfo* ai = res; ai && c.addr_count < kMaxConnectAddresses; ai = ai->ai_next) {
+      ConnectAddress& a = c.addrs[c.addr_count];
+      if (ai->ai_family == AF_INET && ai->ai_addrlen == sizeof a.v4) {
+        std::memcpy(&a.v4, ai->ai_addr, sizeof a.v4);
+      } else if (ai->ai_family == AF_INET6 && ai->ai_addrlen == sizeof a.v6) {
+        std::memcpy(&a.v6, ai->ai_addr, sizeof a.v6);
+      } else {
+        continue;
+      }
+      a.len = static_cast<socklen_t>(ai->ai_addrlen);
+      ++c.addr_count;
+    }
     evutil_freeaddrinfo(res);
+    if (c.addr_count == 0) {
+      impl.fail_conn(c, Errc::dns);
+      return;
+    }
+    impl.connect_next(c);
   }
 
   // ---- TCP ----
 
-  void connect_to(Conn& c, const sockaddr* sa, socklen_t len) {
+  // Starts a connect to the next address not yet tried; an address that fails at once
+  // (no socket for its family, unreachable, refused) gives way to the one after it. When
+  // none is left the request ends with Errc::io. All under the connect deadline (c.timer).
+  void connect_next(Conn& c) {
     c.state = ConnState::connecting;
-    c.fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (c.fd < 0) {
-      fail_conn(c, Errc::io);
+    while (c.addr_next < c.addr_count) {
+      if (c.addr_next > 0) ++stats.connect_failovers;
+      const ConnectAddress& a = c.addrs[c.addr_next++];
+      c.fd = ::socket(a.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+      if (c.fd < 0) continue;
+      int one = 1;
+      (void)::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ++stats.connections_opened;
+      if (::connect(c.fd, &a.sa, a.len) != 0 && errno != EINPROGRESS) {
+        close_socket(c);
+        continue;
+      }
+      set_interest(c, kWritable);
       return;
     }
-    int one = 1;
-    (void)::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    ++stats.connections_opened;
-    if (::connect(c.fd, sa, len) != 0 && errno != EINPROGRESS) {
-      fail_conn(c, Errc::io);
-      return;
-    }
-    set_interest(c, kWritable);
+    fail_conn(c, Errc::io);
   }
 
   void set_interest(Conn& c, unsigned events) {
@@ -930,7 +988,9 @@ struct HttpClient::Impl {
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-      fail_conn(c, Errc::io);
+      // Refused, unreachable or reset before it was established: the next address.
+      close_socket(c);
+      connect_next(c);
       return;
     }
     if (!c.origin.tls) {
@@ -947,13 +1007,17 @@ struct HttpClient::Impl {
     } else {
       rc = mbedtls_ssl_session_reset(&c.ssl);
     }
-    if (rc == 0) rc = mbedtls_ssl_set_hostname(&c.ssl, c.origin.host);
+    // No SNI for an IP literal (RFC 6066 §3); NULL also clears the name a previous
+    // connection of this slot left (a session reset keeps it). verify_peer_name then
+    // does the whole name check, since mbedTLS checks none without a host name.
+    unsigned char ip[16];
+    if (rc == 0) rc = mbedtls_ssl_set_hostname(&c.ssl, ip_literal(c.origin.host, ip) ? nullptr : c.origin.host);
     if (rc != 0) {
       fail_conn(c, Errc::tls);
       return;
     }
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
-    mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_ip_san, &c);
+    mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_peer_name, &c);
     c.full_handshake = false;
     if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
@@ -962,19 +1026,18 @@ struct HttpClient::Impl {
     handshake(c);
   }
 
-  // Accepts an IP-literal host that matches an iPAddress SAN (see cert_has_ip_san).
-  static int verify_ip_san(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
+  // For an IP-literal origin (sent without a host name, so mbedTLS matched no name) the
+  // leaf must carry an iPAddress SAN equal to the address (see cert_has_ip_san), else it
+  // fails as a name mismatch, like a host name that matches none of its DNS names.
+  // mbedTLS checks host names itself.
+  static int verify_peer_name(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
     Conn& c = *static_cast<Conn*>(ctx);
     c.full_handshake = true;  // certificates are only verified in a full handshake
-    if (depth != 0 || !(*flags & MBEDTLS_X509_BADCERT_CN_MISMATCH)) return 0;
+    if (depth != 0) return 0;
     unsigned char ip[16];
-    std::size_t ip_len = 0;
-    if (inet_pton(AF_INET, c.origin.host, ip) == 1) {
-      ip_len = 4;
-    } else if (inet_pton(AF_INET6, c.origin.host, ip) == 1) {
-      ip_len = 16;
-    }
-    if (ip_len && cert_has_ip_san(crt, ip, ip_len)) *flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_CN_MISMATCH);
+    std::size_t ip_len = ip_literal(c.origin.host, ip);
+    if (ip_len == 0) return 0;
+    if (!cert_has_ip_san(crt, ip, ip_len)) *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
     return 0;
   }
 
@@ -1252,6 +1315,19 @@ struct HttpClient::Impl {
     if (q) finish(*q, e);
   }
 
+  // Stops watching the socket and closes it; the slot keeps its state.
+  void close_socket(Conn& c) {
+    if (c.watching) {
+      (void)reactor.unwatch(c.watch);
+      c.watching = false;
+    }
+    c.interest = 0;
+    if (c.fd >= 0) {
+      ::close(c.fd);
+      c.fd = -1;
+    }
+  }
+
   void close_conn(Conn& c) {
     if (c.state == ConnState::free) return;
     reactor.wheel().cancel(c.timer);
@@ -1264,15 +1340,10 @@ struct HttpClient::Impl {
       c.dns = nullptr;
       evdns_getaddrinfo_cancel(r);
     }
-    if (c.watching) {
-      (void)reactor.unwatch(c.watch);
-      c.watching = false;
+    if (c.fd >= 0 && c.origin.tls && c.ssl_setup && c.state == ConnState::idle) {
+      (void)mbedtls_ssl_close_notify(&c.ssl);
     }
-    if (c.fd >= 0) {
-      if (c.origin.tls && c.ssl_setup && c.state == ConnState::idle) (void)mbedtls_ssl_close_notify(&c.ssl);
-      ::close(c.fd);
-      c.fd = -1;
-    }
+    close_socket(c);
     if (c.req) c.req->conn = nullptr;
     c.req = nullptr;
     c.state = ConnState::free;

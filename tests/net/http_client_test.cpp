@@ -10,6 +10,7 @@
 // instead of hanging.
 #include "tern/net/http_client.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -147,8 +148,8 @@ class Upstream {
     pid_ = -1;
   }
 
-  // The port of listener `name` ("good", "wrong-host", "unknown-ca", "plain",
-  // "good6"), or "" ("none" when ::1 could not be bound).
+  // The port of listener `name` ("good", "wrong-host", "unknown-ca",
+  // "other-ip", "plain", "good6"), or "" ("none" when ::1 could not be bound).
   std::string port(const std::string& name) const {
     auto it = ports_.find(name);
     return it == ports_.end() ? std::string() : it->second;
@@ -181,9 +182,23 @@ class NetEnvironment : public ::testing::Environment {
       return;
     }
     ca_file = dir + "/certs/ca.pem";
+    // Names for the client's resolver (HttpClientConfig::hosts_file), in the
+    // order it tries them: 127.0.0.2-5 refuse (the tests hold those ports
+    // bound, never listening), 127.0.0.1 is the upstream.
+    hosts_file = dir + "/hosts";
+    if (FILE* f = std::fopen(hosts_file.c_str(), "w")) {
+      std::fputs("127.0.0.2 failover.test\n127.0.0.1 failover.test\n", f);
+      for (const char* a :
+           {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.1"})
+        std::fprintf(f, "%s five.test\n", a);
+      std::fclose(f);
+    } else {
+      error = "cannot write " + hosts_file;
+      return;
+    }
     if (!main.start({"--certs", dir + "/certs", "--cert", "good", "--cert",
-                     "wrong-host", "--cert", "unknown-ca", "--plain",
-                     "--ipv6"})) {
+                     "wrong-host", "--cert", "unknown-ca", "--cert", "other-ip",
+                     "--plain", "--ipv6"})) {
       error = "upstream.py did not start (TERN_UPSTREAM, TERN_PYTHON)";
       return;
     }
@@ -202,7 +217,9 @@ class NetEnvironment : public ::testing::Environment {
   std::string error;
   std::string dir;
   std::string ca_file;
-  Upstream main;  // good, wrong-host, unknown-ca, plain (and ::1 copies)
+  std::string hosts_file;
+  // good, wrong-host, unknown-ca, other-ip, plain (and ::1 copies)
+  Upstream main;
   Upstream idle;  // good, closing keep-alive connections idle for 150 ms
 };
 
@@ -716,6 +733,131 @@ TEST_F(HttpClientTest, SkipVerifyAcceptsAnUnknownCa) {
   Outcome o = get(client, url("unknown-ca", "/health"));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.status, 200);
+}
+
+// An IP-literal origin is checked against the certificate's iPAddress names
+// only: other-ip is signed by the trusted CA, valid for the name localhost and
+// has CN 127.0.0.1, but its IP SANs are 127.0.0.2 and ::2.
+TEST_F(HttpClientTest, IpLiteralWithoutAMatchingIpSanIsTls) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("other-ip", "/health"));
+  EXPECT_EQ(o.err, Errc::tls);
+  std::string p6 = g_env->main.port("other-ip6");
+  if (!p6.empty() && p6 != "none") {
+    o = get(client, "https://[::1]:" + p6 + "/health");
+    EXPECT_EQ(o.err, Errc::tls);
+  }
+  // The same certificate, for the name it carries:
+  o = get(client, url("other-ip", "/health", "localhost"));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  expect_quiescent(client);
+}
+
+// ---- SNI (upstream.py's /sni tells what the handshake carried) ----
+
+TEST_F(HttpClientTest, IpLiteralOriginSendsNoSni) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  std::string p6 = g_env->main.port("good6");
+  if (!p6.empty() && p6 != "none") {
+    o = get(client, "https://[::1]:" + p6 + "/sni");
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  }
+}
+
+TEST_F(HttpClientTest, HostNameOriginSendsItAsSni) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+}
+
+// One connection slot: the IP-literal connection reuses the TLS context that
+// carried "localhost", whose name must not leak into the next handshake.
+TEST_F(HttpClientTest, SlotThatHeldAHostNameSendsNoSniForAnIpLiteral) {
+  config_.max_connections = 1;
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+  o = get(client, url("good", "/sni"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"none\"}");
+  o = get(client, url("good", "/sni", "localhost"));
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "{\"sni\": \"localhost\"}");
+  EXPECT_EQ(client.stats().tls_handshakes, 3u);
+}
+
+// ---- several addresses for one name ----
+
+// Holds addr:port bound but never listening, so a connect there is refused.
+class RefusingPort {
+ public:
+  RefusingPort(const char* addr, const std::string& port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
+    ok_ = fd_ >= 0 && ::inet_pton(AF_INET, addr, &sa.sin_addr) == 1 &&
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  ~RefusingPort() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  RefusingPort(const RefusingPort&) = delete;
+  RefusingPort& operator=(const RefusingPort&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int fd_ = -1;
+  bool ok_ = false;
+};
+
+// failover.test is 127.0.0.2 (refused) then 127.0.0.1 (the upstream).
+TEST_F(HttpClientTest, RefusedConnectFailsOverToTheNextResolvedAddress) {
+  std::string port = g_env->main.port("plain");
+  RefusingPort refuse("127.0.0.2", port);
+  ASSERT_TRUE(refuse.ok());
+  config_.hosts_file = g_env->hosts_file.c_str();
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "http://failover.test:" + port + "/health");
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(client.stats().connect_failovers, 1u);
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+  expect_quiescent(client);
+}
+
+// five.test is 127.0.0.2-5 (all refused) then 127.0.0.1: only the first
+// kMaxConnectAddresses are kept, so the upstream is never reached.
+TEST_F(HttpClientTest, WhenEveryKeptAddressRefusesTheRequestIsIo) {
+  static_assert(tern::kMaxConnectAddresses == 4);
+  std::string port = g_env->main.port("plain");
+  RefusingPort r2("127.0.0.2", port), r3("127.0.0.3", port),
+      r4("127.0.0.4", port), r5("127.0.0.5", port);
+  ASSERT_TRUE(r2.ok() && r3.ok() && r4.ok() && r5.ok());
+  config_.hosts_file = g_env->hosts_file.c_str();
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "http://five.test:" + port + "/health");
+  EXPECT_EQ(o.err, Errc::io);
+  EXPECT_EQ(client.stats().connect_failovers, 3u);
+  EXPECT_EQ(client.stats().connections_opened, 4u);
+  EXPECT_EQ(client.stats().open_connections, 0u);
+  expect_quiescent(client);
+  expect_recovers(client);
+}
+
+TEST_F(HttpClientTest, UnreadableHostsFileIsDns) {
+  config_.hosts_file = "/nonexistent/hosts";
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/health", "localhost"));
+  EXPECT_EQ(o.err, Errc::dns);
+  expect_recovers(client);  // IP literals need no resolver
 }
 
 // ---- IPv6 ----

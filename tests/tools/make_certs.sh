@@ -5,6 +5,9 @@
 #   DIR/ca.pem                 test CA (the client's HttpClientConfig::ca_file)
 #   DIR/good.pem, good.key     server: SAN IP:127.0.0.1, IP:::1, DNS:localhost, signed by the CA
 #   DIR/wrong-host.pem, .key   server: SAN DNS:wrong.example only, signed by the same CA
+#   DIR/other-ip.pem, .key     server: CN 127.0.0.1 but SAN IP:127.0.0.2, IP:::2,
+#                              DNS:localhost, signed by the same CA: good for the name
+#                              localhost, for neither 127.0.0.1 nor ::1
 #   DIR/unknown-ca.pem, .key   self-signed for 127.0.0.1 / localhost: no CA the client knows
 #
 # EC P-256 keys keep it fast. Idempotent: files that already exist are kept, and the
@@ -15,7 +18,7 @@ set -eu
 dir=${1:?usage: make_certs.sh DIR}
 mkdir -p "$dir"
 cd "$dir"
-[ -f .complete ] && exit 0
+[ -f .complete ] && [ -f other-ip.pem ] && exit 0  # a set from before other-ip is redone
 rm -f ./*.pem ./*.key ./*.csr ./*.srl ./*.ext
 
 umask 077
@@ -42,6 +45,7 @@ leaf() {
 
 leaf good "localhost" "IP:127.0.0.1,IP:::1,DNS:localhost"
 leaf wrong-host "wrong.example" "DNS:wrong.example"
+leaf other-ip "127.0.0.1" "IP:127.0.0.2,IP:::2,DNS:localhost"
 
 # Self-signed, for the right names, by a CA nobody trusts.
 key unknown-ca.key

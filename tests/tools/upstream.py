@@ -9,7 +9,7 @@ ports, and prints them on its first stdout line:
 ("PORT <first listener>" then NAME=PORT for every listener; a NAME6 entry is the same
 listener on ::1 with --ipv6, "none" when ::1 cannot be bound.)
 
-Listeners: one per --cert NAME (good | wrong-host | unknown-ca; the files come from
+Listeners: one per --cert NAME (good | wrong-host | unknown-ca | other-ip; the files come from
 make_certs.sh in --certs DIR), plus --plain for plain HTTP. Default: --cert good.
 
 Endpoints (HTTP/1.1, keep-alive, Content-Length responses unless a fault says otherwise):
@@ -23,6 +23,8 @@ Endpoints (HTTP/1.1, keep-alive, Content-Length responses unless a fault says ot
     GET  /bytes/N                 N bytes of body ('a'..'z' repeating)
     GET  /stats?key=K             {"connections":N,"requests":N} since start, this listener;
                                   "hits": requests /fault/flaky saw for key K
+    GET  /sni                     {"sni": the server name the client sent in this
+                                  connection's TLS handshake, or "none"}
     ANY  /fault/NAME?k=v          a scripted fault (below); also on any path with the
                                   header "X-Fault: NAME" or "X-Fault: NAME=ARG"
 
@@ -66,6 +68,7 @@ MAX_HEAD = 65536
 HITS = {}  # flaky key -> requests seen (all listeners)
 MAX_BODY = 8 << 20
 LOOPBACK = ("127.0.0.1", "::1")
+SNI = {}  # id(SSLObject) -> server name from its ClientHello (None: no SNI), while it lives
 
 
 def log(args, *what):
@@ -186,6 +189,14 @@ class Conn:
 
     async def run(self):
         self.listener.connections += 1
+        try:
+            await self.serve_requests()
+        finally:
+            sslobj = self.writer.get_extra_info("ssl_object")
+            if sslobj is not None:
+                SNI.pop(id(sslobj), None)  # the id may be reused by a later connection
+
+    async def serve_requests(self):
         try:
             while True:
                 req = await self.read_request(self.idle_close_ms if self.served else 0)
@@ -309,6 +320,10 @@ class Conn:
             await self.respond(200, {"connections": self.listener.connections,
                                      "requests": self.listener.requests,
                                      "hits": HITS.get(query.get("key", ""), 0)})
+        elif path == "/sni":
+            sslobj = self.writer.get_extra_info("ssl_object")
+            name = SNI.get(id(sslobj)) if sslobj is not None else None
+            await self.respond(200, {"sni": name or "none"})
         elif path == "/echo":
             sslobj = self.writer.get_extra_info("ssl_object")
             await self.respond(200, {"method": method, "target": target, "headers": headers,
@@ -355,6 +370,12 @@ def tls_context(certs, name):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(os.path.join(certs, name + ".pem"), os.path.join(certs, name + ".key"))
+
+    def note_sni(sslobj, server_name, _ctx):
+        SNI[id(sslobj)] = server_name  # None when the ClientHello had no server_name
+        return None  # carry on with this context
+
+    ctx.sni_callback = note_sni
     return ctx
 
 
@@ -416,7 +437,7 @@ async def serve(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--certs", default=".", help="directory written by make_certs.sh")
-    p.add_argument("--cert", action="append", choices=["good", "wrong-host", "unknown-ca"],
+    p.add_argument("--cert", action="append", choices=["good", "wrong-host", "unknown-ca", "other-ip"],
                    help="a TLS listener with this certificate (repeatable; default good)")
     p.add_argument("--plain", action="store_true", help="also a plain HTTP listener")
     p.add_argument("--ipv6", action="store_true", help="also listen on ::1")

@@ -19,9 +19,15 @@
 // of each of tls_session_cache origins is kept once, for resumption by any connection to
 // that origin. See examples/embed_client and docs/BENCHMARKS.md ("Where the memory goes").
 //
-// Certificates: a host name is matched against the certificate's DNS names (by mbedTLS);
-// an IP literal (https://127.0.0.1/, https://[::1]/) against its iPAddress names (by
-// tern, since mbedTLS 2.28 does not).
+// Certificates: a host name is sent as SNI and matched against the certificate's DNS
+// names (by mbedTLS); an IP literal (https://127.0.0.1/, https://[::1]/) is never sent
+// as SNI (RFC 6066 §3) and must equal one of the certificate's iPAddress names (checked
+// by tern, since mbedTLS 2.28 does not).
+//
+// Addresses: a host name may resolve to several addresses; the first
+// kMaxConnectAddresses are tried in the resolver's order until a TCP connect succeeds,
+// all within connect_timeout.
+
 #pragma once
 
 #include <cstddef>
@@ -43,7 +49,7 @@ struct HttpClientConfig {
   std::size_t max_connections = 8;      // pooled connection slots, all origins together
   std::size_t max_per_origin = 8;       // connections to one scheme://host:port
   std::size_t queue_length = 32;        // requests waiting for a slot (full: Errc::full)
-  Duration connect_timeout = seconds(5);  // DNS + TCP connect
+  Duration connect_timeout = seconds(5);  // DNS + every TCP connect attempt
   Duration tls_timeout = seconds(5);      // the handshake
   Duration request_timeout = seconds(30); // default whole-request deadline
   Duration idle_timeout = seconds(30);    // a pooled connection unused this long closes
@@ -70,6 +76,11 @@ struct HttpClientConfig {
   // (1-2 KB, allocated at a handshake). 0: no resumption.
   std::size_t tls_session_cache = 4;
   const char* ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  // Optional: a file in /etc/hosts format whose entries the resolver adds to
+  // /etc/hosts's (fixed names on a device; the tests give one name two addresses).
+  // Read when the resolver is made, at the first host name; while it cannot be
+  // read, requests to host names end with Errc::dns.
+  const char* hosts_file = nullptr;
   // Optional resilience. `retry`: a failed request (an error the policy's retry_on
   // accepts, or a 5xx status, seen as Errc::failed) is tried again after the policy's
   // backoff, within its own deadline and budget — idempotent methods only unless
@@ -86,6 +97,8 @@ struct HttpClientConfig {
 };
 
 inline constexpr std::size_t kMaxRequestHeaders = 16;
+// Resolved addresses a connection tries in turn (the resolver's first ones).
+inline constexpr std::size_t kMaxConnectAddresses = 4;
 
 struct HttpRequest {
   std::string_view method = "GET";
@@ -114,7 +127,8 @@ struct HttpClientStats {
   std::uint64_t failed = 0;             // ended with an error (timeouts included)
   std::uint64_t timed_out = 0;
   std::uint64_t rejected = 0;           // refused at request(): full / invalid / too_large
-  std::uint64_t connections_opened = 0;
+  std::uint64_t connections_opened = 0;  // sockets opened (every connect attempt)
+  std::uint64_t connect_failovers = 0;   // a connect failed and the next address was tried
   std::uint64_t tls_handshakes = 0;
   std::uint64_t tls_resumed = 0;        // handshakes that resumed a saved session
   std::uint64_t reuses = 0;             // requests sent on a pooled connection
@@ -141,8 +155,9 @@ class HttpClient {
 
   // Queues `req` (copied: the caller's views may die after this returns). on_response
   // runs exactly once — the response (any status), or Errc timeout, io (connection
-  // reset or refused), tls (handshake or certificate), dns, protocol (malformed
-  // response), too_large (response over a limit), cancelled — if this returns ok.
+  // reset, or refused at every address tried), tls (handshake or certificate), dns,
+  // protocol (malformed response), too_large (response over a limit), cancelled — if
+  // this returns ok.
   // Errors at the call (no callback): full (queue full), invalid_argument (bad URL,
   // CR/LF in a header, empty callback), too_large (request over max_request_bytes),
   // tls (the client could not load its CA file), circuit_open (the origin's breaker is
