@@ -469,10 +469,8 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
             ++s->counters.requests_failed;
           }
         }
-        const RequestId outer = log_correlation_;
-        log_correlation_ = pending_.finishing();
+        CorrelationScope scope(*this, pending_.finishing());
         cb(std::move(r));
-        log_correlation_ = outer;
       },
       from == kNoAgent ? nullptr : &agents_[from]);
   if (!id) return id.error();
@@ -621,13 +619,16 @@ void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {
   ++s.counters.messages_in;
   ++stats_.delivered;
   s.in_handler = true;
-  if (msg.kind == MessageKind::request) {
-    const RequestId outer = log_correlation_;
-    log_correlation_ = msg.correlation;
-    s.agent->on_request(ctx, msg, Reply(this, msg.correlation, msg.sender, id));
-    log_correlation_ = outer;
-  } else {
-    s.agent->on_message(ctx, msg);
+  {
+    // Lines logged by this handler belong to its request, or to none for an event (even
+    // when this runs nested inside another request's handler).
+    const bool request = msg.kind == MessageKind::request;
+    CorrelationScope scope(*this, request ? msg.correlation : RequestId{});
+    if (request) {
+      s.agent->on_request(ctx, msg, Reply(this, msg.correlation, msg.sender, id));
+    } else {
+      s.agent->on_message(ctx, msg);
+    }
   }
   s.in_handler = false;
   after_handler(id, s);
@@ -672,6 +673,7 @@ void Runtime::flush_mailbox(AgentId id, AgentSlot& s, Errc reason) {
 // Ends everything the agent owns, then calls on_stop. Callbacks of its own requests
 // and timers run with Errc::cancelled before this returns.
 void Runtime::terminate(AgentId id, Errc reason, bool failure) {
+  CorrelationScope scope(*this, RequestId{});  // on_stop's lines belong to no request
   AgentSlot& s = agents_[id];
   (void)failure;
   s.state = AgentState::stopped;
@@ -702,6 +704,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
 }
 
 void Runtime::supervise(AgentId id, Errc reason, bool failure) {
+  CorrelationScope scope(*this, RequestId{});  // may run inside another agent's handler
   AgentSlot& s = agents_[id];
   if (s.state != AgentState::running) return;
   terminate(id, reason, failure);

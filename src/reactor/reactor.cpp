@@ -258,7 +258,7 @@ std::size_t Reactor::run_once(Duration max_wait) {
   const std::uint64_t io_before = stats_.io_events;
   const Instant start = now();
   Duration timeout = max_wait;
-  bool busy = runnable_now() || stop_requested_;  // work is due now
+  bool busy = runnable_now();  // work is due now (a pending stop() is not work)
   if (!busy) {
     Instant next = wheel_.next_expiry();
     if (next != Instant::never()) {
@@ -267,7 +267,9 @@ std::size_t Reactor::run_once(Duration max_wait) {
       busy = until <= Duration::zero();
     }
   }
-  if (busy || config_.manual_clock || timeout < Duration::zero()) timeout = Duration::zero();
+  if (busy || stop_requested_ || config_.manual_clock || timeout < Duration::zero()) {
+    timeout = Duration::zero();
+  }
   // A turn with work already due skips asking the OS for I/O, since that poll is a
   // system call (microseconds here) while the work may take nanoseconds. I/O still gets
   // its turn: at least every kMaxBusyTurnsWithoutPoll turns and every kMaxPollGap.
@@ -287,10 +289,12 @@ std::size_t Reactor::run_once(Duration max_wait) {
 std::size_t Reactor::run_until_idle() {
   std::size_t total = 0;
   for (int guard = 0; guard < 1000000; ++guard) {
+    const std::uint64_t polls = stats_.polls;
     std::size_t n = run_once(Duration::zero());
     total += n;
     bool timer_due = wheel_.next_expiry() <= now();
-    if (n == 0 && !runnable_now() && !timer_due) break;
+    // Idle only after a turn that asked the port for I/O: a busy turn may have skipped it.
+    if (n == 0 && !runnable_now() && !timer_due && stats_.polls != polls) break;
   }
   return total;
 }

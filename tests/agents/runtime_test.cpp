@@ -837,3 +837,38 @@ TEST(Runtime, LogLinesCarryTheRequestTheyBelongTo) {
   responder.held = Reply();
   rt.shutdown(tern::Duration::zero());
 }
+
+namespace {
+struct StopsOtherWhenAsked : tern::Agent {
+  AgentId other = tern::kNoAgent;
+  void on_request(Context& ctx, Message& m, Reply reply) override {
+    ctx.log().info("asked");
+    EXPECT_EQ(ctx.runtime().stop(other, Errc::ok), Errc::ok);  // other's on_stop runs now
+    (void)reply.ok(m);
+  }
+};
+struct LogsOnStop : tern::Agent {
+  void on_stop(Context& ctx) override { ctx.log().info("stopping"); }
+};
+}  // namespace
+
+TEST(Runtime, LinesOfOtherAgentsRunInsideAHandlerDoNotInheritItsRequest) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::info));
+  StopsOtherWhenAsked asker;
+  LogsOnStop other;
+  auto o = rt.spawn(other, {.name = "other"});
+  auto a = rt.spawn(asker, {.name = "asker"});
+  ASSERT_TRUE(o.ok() && a.ok());
+  asker.other = *o;
+  auto id = rt.request(*a, value(1), {.timeout = tern::ms(50)}, [](Result<Message>) {});
+  ASSERT_TRUE(id.ok());
+  f.run();
+  ASSERT_EQ(f.capture.n, 2);
+  EXPECT_STREQ(f.capture.lines[0].text, "asked");
+  EXPECT_TRUE(f.capture.lines[0].correlation == *id);
+  EXPECT_STREQ(f.capture.lines[1].text, "stopping");
+  EXPECT_STREQ(f.capture.lines[1].name, "other");
+  EXPECT_FALSE(static_cast<bool>(f.capture.lines[1].correlation));
+  rt.shutdown(tern::Duration::zero());
+}

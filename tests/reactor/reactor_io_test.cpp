@@ -100,6 +100,27 @@ TEST(ReactorIo, BusyLoopStillPollsForIoManualClock) {
 
 TEST(ReactorIo, BusyLoopStillPollsForIoRealClock) { busy_loop_still_sees_io(nullptr); }
 
+// A stop() that run() never consumed (the loop is driven by run_until_idle) must not
+// make later turns skip the I/O poll: it is not work.
+TEST(ReactorIo, RunUntilIdleAfterStopStillPollsIo) {
+  tern::ManualClock clock;
+  Reactor r(tern::ReactorConfig{.manual_clock = &clock});
+  SocketPair sp;
+  int reads = 0;
+  char buf[16];
+  auto h = r.watch(sp.fd[0], tern::kReadable, [&](unsigned) {
+    ++reads;
+    EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
+  });
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(r.post([&] { r.stop(); }), Errc::ok);  // stop() from a callback, as documented
+  r.run_until_idle();
+  ASSERT_EQ(::write(sp.fd[1], "x", 1), 1);
+  r.run_until_idle();
+  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(r.unwatch(*h), Errc::ok);
+}
+
 TEST(ReactorIo, UnwatchInsideOwnCallbackIsSafe) {
   Reactor r;
   SocketPair sp;

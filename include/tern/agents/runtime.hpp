@@ -280,6 +280,17 @@ class Runtime {
   bool draining_ = false;
   Reply* live_replies_ = nullptr;
   RequestId log_correlation_;  // the request being handled or answered, for log lines
+  // Sets log_correlation_ for a scope and puts the previous one back at its end.
+  struct CorrelationScope {
+    CorrelationScope(Runtime& rt, RequestId id) : rt_(rt), outer_(rt.log_correlation_) {
+      rt.log_correlation_ = id;
+    }
+    ~CorrelationScope() { rt_.log_correlation_ = outer_; }
+    CorrelationScope(const CorrelationScope&) = delete;
+    CorrelationScope& operator=(const CorrelationScope&) = delete;
+    Runtime& rt_;
+    RequestId outer_;
+  };
   bool shut_down_ = false;
   Errc group_reason_[256] = {};
   EscalationHandler on_escalate_;

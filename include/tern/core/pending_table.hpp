@@ -143,8 +143,10 @@ class PendingTableBase {
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }
-  // Inside a callback this table is running: the id of the request it ends (so a
-  // callback can log or trace it). Empty outside callbacks.
+  // The id of the request whose callback this table ran last: read at the start of a
+  // callback, it names the request that callback ends (to log or trace it). A callback
+  // that ends another request of this table changes it. The table writes nothing after
+  // a callback returns, so a callback may still destroy it.
   RequestId finishing() const { return finishing_; }
   bool full() const { return stats_.in_use == capacity_; }
   std::size_t capacity() const { return capacity_; }
@@ -209,10 +211,8 @@ class PendingTableBase {
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;
-    const RequestId outer = finishing_;  // callbacks may end other requests
     finishing_ = id;
-    cb(std::move(outcome));
-    finishing_ = outer;
+    cb(std::move(outcome));  // last: nothing of the table is touched afterwards
   }
 
   static void on_deadline(void* context) {
