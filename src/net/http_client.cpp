@@ -319,6 +319,7 @@ struct HttpClient::Impl {
     ConnectAddress addrs[kMaxConnectAddresses];
     std::uint8_t addr_count = 0;
     std::uint8_t addr_next = 0;  // the next one to try
+    Instant connect_deadline;    // DNS and every connect attempt end by then
     mbedtls_ssl_context ssl;
     bool ssl_setup = false;
     std::uint32_t served = 0;
@@ -814,7 +815,8 @@ struct HttpClient::Impl {
     c.origin.assign(q.origin());
     c.served = 0;
     ++stats.open_connections;
-    reactor.wheel().arm(c.timer, reactor.now() + config.connect_timeout);
+    c.connect_deadline = reactor.now() + config.connect_timeout;
+    reactor.wheel().arm(c.timer, c.connect_deadline);
     c.addr_count = 0;
     c.addr_next = 0;
     in6_addr a6;
@@ -925,7 +927,9 @@ struct HttpClient::Impl {
 
   // Starts a connect to the next address not yet tried; an address that fails at once
   // (no socket for its family, unreachable, refused) gives way to the one after it. When
-  // none is left the request ends with Errc::io. All under the connect deadline (c.timer).
+  // none is left the request ends with Errc::io. An attempt that hangs (an address that
+  // drops packets) gives way too, when its share of the time left runs out: the time
+  // left before c.connect_deadline split evenly over the addresses not yet tried.
   void connect_next(Conn& c) {
     c.state = ConnState::connecting;
     while (c.addr_next < c.addr_count) {
@@ -941,6 +945,13 @@ struct HttpClient::Impl {
         continue;
       }
       set_interest(c, kWritable);
+      const Instant now = reactor.now();
+      const int after_this = c.addr_count - c.addr_next;
+      Instant until = c.connect_deadline;
+      if (after_this > 0 && now < c.connect_deadline) {
+        until = now + Duration((c.connect_deadline - now).us / (after_this + 1));
+      }
+      reactor.wheel().arm(c.timer, until);
       return;
     }
     fail_conn(c, Errc::io);
@@ -1303,6 +1314,13 @@ struct HttpClient::Impl {
     Guard g(&impl);
     if (c.state == ConnState::idle) {
       impl.close_conn(c);
+      return;
+    }
+    // A connect attempt's share of the time ran out, but not the deadline: the next address.
+    if (c.state == ConnState::connecting && c.addr_next < c.addr_count &&
+        impl.reactor.now() < c.connect_deadline) {
+      impl.close_socket(c);
+      impl.connect_next(c);
       return;
     }
     impl.fail_conn(c, Errc::timeout);

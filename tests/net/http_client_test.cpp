@@ -833,6 +833,53 @@ TEST_F(HttpClientTest, RefusedConnectFailsOverToTheNextResolvedAddress) {
   expect_quiescent(client);
 }
 
+// Listens on addr:port with a backlog of one and fills it with a connection that is
+// never accepted, so that the kernel drops further SYNs: a connect to it hangs, like one
+// to an address that silently drops packets.
+class HangingPort {
+ public:
+  HangingPort(const char* addr, const std::string& port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    filler_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ok_ = listen_fd_ >= 0 && filler_fd_ >= 0 && ::inet_pton(AF_INET, addr, &sa.sin_addr) == 1 &&
+          ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+          ::listen(listen_fd_, 0) == 0 &&
+          ::connect(filler_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  ~HangingPort() {
+    if (filler_fd_ >= 0) ::close(filler_fd_);
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+  }
+  HangingPort(const HangingPort&) = delete;
+  HangingPort& operator=(const HangingPort&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int listen_fd_ = -1;
+  int filler_fd_ = -1;
+  bool ok_ = false;
+};
+
+// failover.test is 127.0.0.2 (hangs) then 127.0.0.1 (the upstream): the first attempt
+// gets half of connect_timeout, then the second address is tried within the rest.
+TEST_F(HttpClientTest, HangingConnectFailsOverWithinTheConnectDeadline) {
+  std::string port = g_env->main.port("plain");
+  HangingPort hang("127.0.0.2", port);
+  ASSERT_TRUE(hang.ok());
+  config_.hosts_file = g_env->hosts_file.c_str();
+  config_.connect_timeout = tern::ms(1000);
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "http://failover.test:" + port + "/health");
+  ASSERT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(client.stats().connect_failovers, 1u);
+  EXPECT_EQ(client.stats().connections_opened, 2u);
+  expect_quiescent(client);
+}
+
 // five.test is 127.0.0.2-5 (all refused) then 127.0.0.1: only the first
 // kMaxConnectAddresses are kept, so the upstream is never reached.
 TEST_F(HttpClientTest, WhenEveryKeptAddressRefusesTheRequestIsIo) {

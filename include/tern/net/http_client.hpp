@@ -26,7 +26,10 @@
 //
 // Addresses: a host name may resolve to several addresses; the first
 // kMaxConnectAddresses are tried in the resolver's order until a TCP connect succeeds,
-// all within connect_timeout.
+// all within connect_timeout. An attempt that is refused moves on at once; one that
+// hangs moves on when its share of the time left runs out (the time left split evenly
+// over the addresses not yet tried), so one address that drops packets cannot use up
+// the whole deadline.
 
 #pragma once
 
