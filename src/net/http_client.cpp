@@ -944,7 +944,6 @@ struct HttpClient::Impl {
         close_socket(c);
         continue;
       }
-      set_interest(c, kWritable);
       const Instant now = reactor.now();
       const int after_this = c.addr_count - c.addr_next;
       Instant until = c.connect_deadline;
@@ -952,6 +951,7 @@ struct HttpClient::Impl {
         until = now + Duration((c.connect_deadline - now).us / (after_this + 1));
       }
       reactor.wheel().arm(c.timer, until);
+      set_interest(c, kWritable);  // last: on failure it ends the connection, timer included
       return;
     }
     fail_conn(c, Errc::io);
