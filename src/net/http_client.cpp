@@ -631,13 +631,7 @@ struct HttpClient::Impl {
     if (!q.deadline.armed() || now + delay >= q.deadline.deadline()) return false;
     if (p->budget && !p->budget->allow_retry()) return false;
     // Give back the slot while waiting; the try after the backoff queues again.
-    if (q.state == ReqState::queued) {
-      --stats.queued;
-    } else if (q.state == ReqState::active) {
-      --stats.in_flight;
-    }
-    if (q.conn) q.conn->req = nullptr;
-    q.conn = nullptr;
+    leave_queue_and_connection(q);
     q.state = ReqState::backing_off;
     ++q.attempt;
     q.retried = false;
@@ -645,6 +639,18 @@ struct HttpClient::Impl {
     reactor.wheel().arm(q.retry_timer, now + delay);
     schedule_pump();
     return true;
+  }
+
+  // Takes `q` out of the queued or in-flight count and off its connection, as it stops
+  // waiting (backoff) or ends; the caller sets its new state.
+  void leave_queue_and_connection(Request& q) {
+    if (q.state == ReqState::queued) {
+      --stats.queued;
+    } else if (q.state == ReqState::active) {
+      --stats.in_flight;
+    }
+    if (q.conn) q.conn->req = nullptr;
+    q.conn = nullptr;
   }
 
   // Asks the origin's breaker (if any) to admit one request; counts a refusal.
@@ -678,13 +684,7 @@ struct HttpClient::Impl {
     if (q.state != ReqState::backing_off && retry_instead(q, outcome, may_retry)) return;
     reactor.wheel().cancel(q.deadline);
     reactor.wheel().cancel(q.retry_timer);
-    if (q.state == ReqState::queued) {
-      --stats.queued;
-    } else if (q.state == ReqState::active) {
-      --stats.in_flight;
-    }
-    if (q.conn) q.conn->req = nullptr;
-    q.conn = nullptr;
+    leave_queue_and_connection(q);
     q.state = ReqState::free;
     HttpCallback cb = std::move(q.cb);
     if (outcome.ok()) {
