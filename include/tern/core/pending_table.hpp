@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "tern/core/errc.hpp"
+#include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
@@ -243,20 +244,15 @@ class PendingTableBase {
   RequestId finishing_;
 };
 
-template <typename T, std::size_t N, std::size_t CallbackBytes>
-struct PendingTableStorage {
-  typename PendingTableBase<T, CallbackBytes>::Slot storage_slots[N];
-};
-
 template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
-class PendingTable : private PendingTableStorage<T, N, CallbackBytes>,
+class PendingTable : private detail::InlineStorage<typename PendingTableBase<T, CallbackBytes>::Slot, N>,
                      public PendingTableBase<T, CallbackBytes> {
   static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
 
  public:
   static constexpr std::size_t kCapacity = N;
   explicit PendingTable(TimerWheel& wheel)
-      : PendingTableBase<T, CallbackBytes>(wheel, this->storage_slots, N) {}
+      : PendingTableBase<T, CallbackBytes>(wheel, this->items, N) {}
 };
 
 // Slots allocated by the caller, once: `new Slot[n]` at start-up, or a static array.

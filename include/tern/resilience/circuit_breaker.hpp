@@ -20,6 +20,7 @@
 #include <string_view>
 
 #include "tern/core/errc.hpp"
+#include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
 
@@ -248,20 +249,15 @@ class BreakerSetBase {
   std::uint8_t notifying_ = 0;
 };
 
-template <std::size_t N>
-struct BreakerSetStorage {
-  BreakerSetBase::Entry storage_entries[N];
-};
-
 // One breaker per target, N targets, all with the same config unless configure()d.
 template <std::size_t N>
-class BreakerSet : private BreakerSetStorage<N>, public BreakerSetBase {
+class BreakerSet : private detail::InlineStorage<BreakerSetBase::Entry, N>, public BreakerSetBase {
   static_assert(N > 0, "BreakerSet needs at least one entry");
 
  public:
   static constexpr std::size_t kCapacity = N;
   explicit BreakerSet(const BreakerConfig& defaults = BreakerConfig{})
-      : BreakerSetBase(this->storage_entries, N, defaults) {}
+      : BreakerSetBase(this->items, N, defaults) {}
 };
 
 }  // namespace tern

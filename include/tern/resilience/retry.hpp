@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "tern/core/errc.hpp"
+#include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/pending_table.hpp"
 #include "tern/core/rng.hpp"
@@ -541,22 +542,17 @@ class RetrierBase {
   RetryStats stats_;
 };
 
-template <typename T, std::size_t N, std::size_t CallbackBytes>
-struct RetrierStorage {
-  typename RetrierBase<T, CallbackBytes>::Slot storage_slots[N];
-};
-
 // N retried operations in flight at once, on `reactor`'s timer wheel (no reactor timer
 // slots are used), drawing jitter from `rng`. Both must outlive the Retrier.
 template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
-class Retrier : private RetrierStorage<T, N, CallbackBytes>,
+class Retrier : private detail::InlineStorage<typename RetrierBase<T, CallbackBytes>::Slot, N>,
                 public RetrierBase<T, CallbackBytes> {
   static_assert(N > 0 && N < 0x7FFFFFFF, "Retrier capacity out of range");
 
  public:
   static constexpr std::size_t kCapacity = N;
   Retrier(Reactor& reactor, Rng& rng)
-      : RetrierBase<T, CallbackBytes>(reactor, rng, this->storage_slots, N) {}
+      : RetrierBase<T, CallbackBytes>(reactor, rng, this->items, N) {}
 };
 
 }  // namespace tern
