@@ -800,11 +800,10 @@ class RefusingPort {
  public:
   RefusingPort(const char* addr, const std::string& port) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
-    ok_ = fd_ >= 0 && ::inet_pton(AF_INET, addr, &sa.sin_addr) == 1 &&
-          ::bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    sa_.sin_family = AF_INET;
+    sa_.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
+    ok_ = fd_ >= 0 && ::inet_pton(AF_INET, addr, &sa_.sin_addr) == 1 &&
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&sa_), sizeof sa_) == 0;
   }
   ~RefusingPort() {
     if (fd_ >= 0) ::close(fd_);
@@ -812,9 +811,12 @@ class RefusingPort {
   RefusingPort(const RefusingPort&) = delete;
   RefusingPort& operator=(const RefusingPort&) = delete;
   bool ok() const { return ok_; }
+  int fd() const { return fd_; }
+  const sockaddr_in& address() const { return sa_; }
 
  private:
   int fd_ = -1;
+  sockaddr_in sa_{};
   bool ok_ = false;
 };
 
@@ -838,27 +840,21 @@ TEST_F(HttpClientTest, RefusedConnectFailsOverToTheNextResolvedAddress) {
 // to an address that silently drops packets.
 class HangingPort {
  public:
-  HangingPort(const char* addr, const std::string& port) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(port)));
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  HangingPort(const char* addr, const std::string& port) : bound_(addr, port) {
     filler_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ok_ = listen_fd_ >= 0 && filler_fd_ >= 0 && ::inet_pton(AF_INET, addr, &sa.sin_addr) == 1 &&
-          ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
-          ::listen(listen_fd_, 0) == 0 &&
-          ::connect(filler_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+    const sockaddr_in& sa = bound_.address();
+    ok_ = bound_.ok() && filler_fd_ >= 0 && ::listen(bound_.fd(), 0) == 0 &&
+          ::connect(filler_fd_, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0;
   }
   ~HangingPort() {
     if (filler_fd_ >= 0) ::close(filler_fd_);
-    if (listen_fd_ >= 0) ::close(listen_fd_);
   }
   HangingPort(const HangingPort&) = delete;
   HangingPort& operator=(const HangingPort&) = delete;
   bool ok() const { return ok_; }
 
  private:
-  int listen_fd_ = -1;
+  RefusingPort bound_;  // the same bound socket, made to listen
   int filler_fd_ = -1;
   bool ok_ = false;
 };
