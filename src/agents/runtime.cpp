@@ -106,23 +106,54 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
     if (auto* s = rt->slot(responder_)) ++s->counters.late_replies;
     return Errc::late;
   }
-  rt->answer(*this, std::move(msg));
+  rt->answer(std::move(msg));
   return Errc::ok;
 }
 
-// msg.correlation is reply.id_ (Reply::answer set it): the queue holds messages only.
-void Runtime::answer(Reply& reply, Message msg) {
-  if (replies_->push(std::move(msg)) == Errc::ok) {
-    schedule();
-    return;
-  }
-  // The queue is sized for every request in flight twice over; if it is full anyway,
-  // complete at once rather than lose the answer. A refused push took nothing from msg.
-  if (msg.kind == MessageKind::reply) {
-    (void)pending_.complete(reply.id_, std::move(msg));
+// msg.correlation is the request's id (Reply::answer set it). The answer waits in its
+// request's slot until the next dispatch pass, so completions run from the loop, never
+// inside the responder's handler.
+void Runtime::answer(Message msg) {
+  RequestSlot& r = requests_[msg.correlation.slot()];
+  if (r.answered) {
+    // The slot's previous request ended (timeout, cancel) with its answer still waiting:
+    // that answer is late. Settle it now and let this one take its place in the queue.
+    Message stale = static_cast<Message&&>(r.answer);
+    r.answer = static_cast<Message&&>(msg);
+    settle(static_cast<Message&&>(stale));
   } else {
-    (void)pending_.fail(reply.id_, msg.status);
+    r.answer = static_cast<Message&&>(msg);
+    r.answered = true;
+    r.next = kNil;
+    const auto i = static_cast<NodeIndex>(&r - requests_.get());
+    if (answers_tail_ == kNil) {
+      answers_head_ = i;
+    } else {
+      requests_[answers_tail_].next = i;
+    }
+    answers_tail_ = i;
   }
+  schedule();
+}
+
+// Ends the request `answer` names (its callback runs now), or counts the answer late.
+void Runtime::settle(Message&& answer) {
+  const RequestId id = answer.correlation;
+  const Errc e = answer.kind == MessageKind::reply ? pending_.complete(id, static_cast<Message&&>(answer))
+                                                   : pending_.fail(id, answer.status);
+  if (e == Errc::late) ++stats_.replies_late;
+}
+
+// Answers still waiting are discarded: their requests are being cancelled.
+void Runtime::drop_answers() {
+  for (NodeIndex i = answers_head_; i != kNil;) {
+    RequestSlot& r = requests_[i];
+    i = r.next;
+    r.answer = Message{};
+    r.answered = false;
+    r.next = kNil;
+  }
+  answers_head_ = answers_tail_ = kNil;
 }
 
 // ---- Context ----
@@ -181,13 +212,8 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
     nodes_[i].next = static_cast<NodeIndex>(i + 1 < config_.max_messages ? i + 1 : kNil);
   }
   free_node_ = config_.max_messages ? 0 : kNil;
-  request_meta_ = allocate_array<RequestMeta>(pending_.capacity());
-  std::size_t reply_capacity = 2 * pending_.capacity();
-  reply_storage_ = ::operator new(sizeof(Message) * reply_capacity,
-                                  std::align_val_t(alignof(Message)), std::nothrow);
-  if (!reply_storage_) panic("Runtime: out of memory at start-up");
-  replies_ = new (std::nothrow) RingBuffer<Message>(reply_storage_, reply_capacity);
-  if (!replies_) panic("Runtime: out of memory at start-up");
+  if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
+  requests_ = allocate_array<RequestSlot>(pending_.capacity());
   timers_ = allocate_array<TimerEntry>(config_.max_timers);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].runtime = this;
@@ -212,9 +238,7 @@ Runtime::~Runtime() {
     r->prev_ = r->next_ = nullptr;
   }
   reactor_.wheel().cancel(dispatch_timer_);
-  replies_->clear();
-  delete replies_;
-  ::operator delete(reply_storage_, std::align_val_t(alignof(Message)));
+  drop_answers();
   for (std::size_t i = 0; i < config_.max_timers; ++i) reactor_.wheel().cancel(timers_[i].timer);
 }
 
@@ -474,7 +498,8 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
       },
       from == kNoAgent ? nullptr : &agents_[from]);
   if (!id) return id.error();
-  request_meta_[id->slot()] = RequestMeta{to, from};
+  requests_[id->slot()].target = to;
+  requests_[id->slot()].requester = from;
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
@@ -582,16 +607,17 @@ void Runtime::dispatch() {
 
 bool Runtime::dispatch_pass() {
   // Replies first: they end requests, which frees table slots for new work.
-  std::size_t n = replies_->size();
-  for (std::size_t i = 0; i < n; ++i) {
-    Result<Message> q = replies_->pop();
-    if (!q) break;
-    const RequestId id = q->correlation;
-    if (q->kind == MessageKind::reply) {
-      if (pending_.complete(id, std::move(*q)) == Errc::late) ++stats_.replies_late;
-    } else {
-      if (pending_.fail(id, q->status) == Errc::late) ++stats_.replies_late;
-    }
+  // The queue is taken whole: answers given during these callbacks wait for the next pass.
+  NodeIndex i = answers_head_;
+  answers_head_ = answers_tail_ = kNil;
+  while (i != kNil) {
+    RequestSlot& r = requests_[i];
+    i = r.next;
+    r.next = kNil;
+    r.answered = false;
+    Message answer = static_cast<Message&&>(r.answer);
+    r.answer = Message{};
+    settle(static_cast<Message&&>(answer));
   }
   for (std::size_t k = 0; k < agent_count_; ++k) {
     auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
@@ -606,7 +632,7 @@ bool Runtime::dispatch_pass() {
     }
   }
   if (agent_count_) rr_cursor_ = (rr_cursor_ + 1) % agent_count_;
-  bool more = !replies_->empty();
+  bool more = answers_head_ != kNil;
   for (std::size_t k = 0; k < agent_count_ && !more; ++k) {
     more = (agents_[k].state == AgentState::running && agents_[k].mailbox.count) ||
            agents_[k].restart_pending;
@@ -685,7 +711,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   pending_.cancel_all(&s);
   // Requests others made to it: their answers can no longer come.
   pending_.for_each_pending([&](RequestId rid, const void*) {
-    if (request_meta_[rid.slot()].target == id) (void)pending_.cancel(rid);
+    if (requests_[rid.slot()].target == id) (void)pending_.cancel(rid);
   });
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -760,7 +786,7 @@ void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
 }
 
 bool Runtime::quiescent() const {
-  if (pending_.in_use() || !replies_->empty()) return false;
+  if (pending_.in_use() || answers_head_ != kNil) return false;
   for (std::size_t k = 0; k < agent_count_; ++k) {
     if (agents_[k].state == AgentState::running && agents_[k].mailbox.count) return false;
   }
@@ -797,7 +823,7 @@ void Runtime::shutdown(Duration grace) {
     }
   }
   // Requests from outside any agent, and answers still queued, end now.
-  replies_->clear();
+  drop_answers();
   pending_.cancel_all();
   reactor_.wheel().cancel(dispatch_timer_);
   shut_down_ = true;

@@ -251,6 +251,47 @@ TEST(Runtime, ReplyAfterTimeoutIsDroppedAndCountedAsLate) {
   EXPECT_EQ(f.rt.counters(*id)->late_replies, 1u);
 }
 
+// A waits to be answered when its requester stops; B takes A's table slot and is answered
+// in the same turn, before the dispatch pass has settled A's answer. A's answer is late,
+// B's reaches B's requester.
+TEST(Runtime, AnswerWaitingForAnEndedRequestIsLateAndTheSlotsNextRequestIsAnswered) {
+  Fixture f;
+  struct Responder : tern::Agent {
+    Runtime* rt = nullptr;
+    AgentId asker = tern::kNoAgent;
+    Outcome* b = nullptr;
+    Result<tern::RequestId> b_id = Errc::not_found;
+    void on_request(Context& ctx, Message& m, Reply reply) override {
+      (void)reply.ok(value(m.value * 2));
+      if (m.value != 1) return;
+      (void)rt->stop(asker);  // ends request A (cancelled) with its answer still waiting
+      b_id = rt->request(ctx.self(), value(2), {.timeout = tern::seconds(1)}, record(b));
+    }
+  } responder;
+  Recorder asker;
+  Outcome a, b;
+  auto x = f.rt.spawn(asker, {.name = "asker"});
+  auto y = f.rt.spawn(responder, {.name = "responder"});
+  ASSERT_TRUE(x.ok() && y.ok());
+  responder.rt = &f.rt;
+  responder.asker = *x;
+  responder.b = &b;
+  auto a_id = f.rt.request_from(*x, *y, value(1), {.timeout = tern::seconds(1)}, record(&a));
+  ASSERT_TRUE(a_id.ok());
+  f.run();
+  ASSERT_TRUE(responder.b_id.ok());
+  EXPECT_EQ(responder.b_id->slot(), a_id->slot());  // the case under test: one slot, two answers
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(a.err, Errc::cancelled);
+  EXPECT_EQ(b.calls, 1);
+  EXPECT_EQ(b.err, Errc::ok);
+  EXPECT_EQ(b.v, 4);
+  EXPECT_EQ(f.rt.stats().replies_late, 1u);
+  EXPECT_EQ(f.rt.pending_stats().late, 1u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+  EXPECT_EQ(f.rt.messages_in_use(), 0u);
+}
+
 TEST(Runtime, DroppedReplyAnswersNoReplyAtOnce) {
   Fixture f;
   struct Forgetful : tern::Agent {

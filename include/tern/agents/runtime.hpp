@@ -35,7 +35,7 @@ struct RuntimeConfig {
   std::size_t max_agents = 16;      // at most 64
   std::size_t max_messages = 256;   // queued messages across all mailboxes (the sum of
                                     // mailbox capacities must fit)
-  std::size_t max_pending = 64;     // requests in flight
+  std::size_t max_pending = 64;     // requests in flight (below 65535)
   std::size_t max_timers = 64;      // Context::after() timers
   std::size_t max_topics = 32;
   std::size_t max_wildcards = 8;    // "prefix*" subscriptions
@@ -205,7 +205,14 @@ class Runtime {
     AgentId agent = kNoAgent;
     bool used = false;
   };
-  struct RequestMeta {
+  // One per pending-table slot: whom the request in that slot went to, and its answer
+  // while the answer waits for the next dispatch pass. Waiting answers form a FIFO linked
+  // through `next`. One answer per slot is enough: a live request has one Reply, and an
+  // answer still waiting from an earlier request in the slot is late by then.
+  struct RequestSlot {
+    [[no_unique_address]] Message answer;  // the rest fit in its tail padding on 32-bit
+    bool answered = false;
+    NodeIndex next = kNil;
     AgentId target = kNoAgent;
     AgentId requester = kNoAgent;
   };
@@ -213,7 +220,9 @@ class Runtime {
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
   bool cancel_timer(AgentTimerId id);
   static void on_agent_timer(void* context);
-  void answer(Reply& reply, Message msg);
+  void answer(Message msg);
+  void settle(Message&& answer);
+  void drop_answers();
 
   AgentSlot* slot(AgentId a);
   const AgentSlot* slot(AgentId a) const;
@@ -265,9 +274,9 @@ class Runtime {
   using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*)>;
   std::unique_ptr<Pending::Slot[]> pending_slots_;  // outlives pending_
   Pending pending_;
-  std::unique_ptr<RequestMeta[]> request_meta_;
-  void* reply_storage_ = nullptr;
-  RingBuffer<Message>* replies_ = nullptr;  // answers; msg.correlation names the request
+  std::unique_ptr<RequestSlot[]> requests_;  // indexed like the pending table's slots
+  NodeIndex answers_head_ = kNil;            // answers waiting, oldest first
+  NodeIndex answers_tail_ = kNil;
   std::unique_ptr<TimerEntry[]> timers_;
   std::uint32_t free_timer_ = 0;
   std::size_t timers_in_use_ = 0;
