@@ -126,33 +126,44 @@ namespace {
 
 using tern::Errc;
 
-// ---- the reference configuration ----
+// ---- the configurations ----
 
-constexpr std::size_t kAgents = 8;
-constexpr std::uint16_t kMailbox = 16;
-constexpr std::size_t kPending = 64;
-constexpr std::size_t kTimers = 256;
-constexpr std::uint32_t kPayloads = 32;
-constexpr std::uint32_t kPayloadBytes = 64;
+// What a measurement varies. Everything not here is the same in both: 16 posted calls,
+// 8 topics, 2 wildcard subscriptions, 1 watch slot (the port's maximum), tick 1 ms.
+struct Config {
+  const char* name;
+  std::size_t agents;
+  std::uint16_t mailbox;      // per agent
+  std::size_t pending;        // requests in flight
+  std::size_t timers;         // reactor after()/at() timers
+  std::size_t agent_timers;   // Context::after() timers
+  std::uint32_t payloads;     // payload blocks ...
+  std::uint32_t payload_bytes;  // ... of this size
+};
+// Issue 7's reference configuration.
+constexpr Config kReference{"reference", 8, 16, 64, 256, 16, 32, 64};
+// A smaller one, for docs/FOOTPRINT.md's "fits in 16 KB today".
+constexpr Config kSmall{"small", 8, 8, 16, 32, 16, 16, 64};
+constexpr std::size_t kMaxAgents = 8;
 
-tern::ReactorConfig reactor_config() {
+tern::ReactorConfig reactor_config(const Config& k) {
   tern::ReactorConfig c;
-  c.max_timers = kTimers;
+  c.max_timers = k.timers;
   c.max_posted = 16;
   c.max_watches = 1;
   return c;
 }
 
-tern::RuntimeConfig runtime_config() {
+tern::RuntimeConfig runtime_config(const Config& k) {
   tern::RuntimeConfig c;
-  c.max_agents = kAgents;
-  c.max_messages = kAgents * kMailbox;
-  c.max_pending = kPending;
-  c.max_timers = 16;
+  c.max_agents = k.agents;
+  c.max_messages = k.agents * k.mailbox;
+  c.max_pending = k.pending;
+  c.max_timers = k.agent_timers;
   c.max_topics = 8;
   c.max_wildcards = 2;
   c.payloads = tern::PayloadConfig{};
-  c.payloads.classes[0] = {kPayloadBytes, kPayloads};
+  c.payloads.classes[0] = {k.payload_bytes, k.payloads};
   for (int i = 1; i < tern::PayloadConfig::kMaxClasses; ++i) c.payloads.classes[i] = {0, 0};
   return c;
 }
@@ -175,15 +186,16 @@ class Worker final : public tern::Agent {
   }
   int events = 0, with_payload = 0, requests = 0;
 };
-Worker g_workers[kAgents];
+Worker g_workers[kMaxAgents];
 
 // ---- checks ----
 
 int g_failures = 0;
+const char* g_config = "";  // the configuration being measured, for failure lines
 void check(bool ok, const char* what) {
   if (!ok) {
     ++g_failures;
-    std::printf("CHECK FAILED: %s\n", what);
+    std::printf("CHECK FAILED (%s configuration): %s\n", g_config, what);
   }
 }
 
@@ -223,28 +235,38 @@ void kv(const char* key, std::size_t value) {
 
 }  // namespace
 
-int main() {
-  // 1. newlib's own heap: semihosting handles and the stdio buffers at the first printf.
-  const std::size_t sbrk_at_main = tern::cortex_m::heap_used();
-  std::printf("tern footprint, reference configuration, Cortex-M3 (mps2-an385)\n");
-  const std::size_t sbrk_newlib = tern::cortex_m::heap_used();
-  const std::size_t inuse_newlib = heap_in_use().in_use;
+// What one configuration took, and what it held at once.
+struct Measured {
+  std::size_t reactor_heap, reactor_calls, runtime_heap, runtime_calls;
+  std::size_t init_requested, init_calls, init_counting;
+  std::size_t sbrk_init, inuse_after_init, steady_requested, sbrk_after_traffic;
+  std::size_t timers_peak, pending_peak, messages_peak, payloads;
+  std::size_t stack_used;
+};
 
+// Builds the Reactor and Runtime of `k` in static storage, counts what they take from
+// the heap, fills every table to its capacity at once (one more of each refused), drains
+// it, shuts down and destroys them.
+Measured measure(const Config& k) {
+  g_config = k.name;
+  Measured out{};
+  for (Worker& w : g_workers) w = Worker{};
+  const std::size_t sbrk_before = tern::cortex_m::heap_used();
   // 2. Construction: everything tern takes for the configuration.
   char* stack_top = paint_stack();
   g_heap.on = true;
   g_heap.requested = 0;
   g_heap.calls = 0;
   g_heap.counting = 0;
-  auto* reactor = new (g_reactor_mem) tern::Reactor(reactor_config());
+  auto* reactor = new (g_reactor_mem) tern::Reactor(reactor_config(k));
   const std::size_t reactor_heap = g_heap.requested;
   const std::size_t reactor_calls = g_heap.calls;
-  auto* runtime = new (g_runtime_mem) tern::Runtime(*reactor, runtime_config());
+  auto* runtime = new (g_runtime_mem) tern::Runtime(*reactor, runtime_config(k));
   const std::size_t runtime_heap = g_heap.requested - reactor_heap;
   const std::size_t runtime_calls = g_heap.calls - reactor_calls;
-  tern::AgentId ids[kAgents];
-  for (std::size_t i = 0; i < kAgents; ++i) {
-    auto id = runtime->spawn(g_workers[i], {.name = "worker", .mailbox = kMailbox});
+  tern::AgentId ids[kMaxAgents];
+  for (std::size_t i = 0; i < k.agents; ++i) {
+    auto id = runtime->spawn(g_workers[i], {.name = "worker", .mailbox = k.mailbox});
     check(id.ok(), "spawn");
     ids[i] = id.ok() ? *id : tern::kNoAgent;
   }
@@ -257,39 +279,42 @@ int main() {
   // 3. Fill every table to its capacity at once, then drain it.
   int timers_fired = 0;
   std::size_t timers_armed = 0;
-  for (std::size_t i = 0; i < kTimers; ++i) {
+  for (std::size_t i = 0; i < k.timers; ++i) {
     auto t = reactor->after(tern::ms(1 + static_cast<std::int64_t>(i % 20)),
                             [&timers_fired] { ++timers_fired; });
     if (t.ok()) ++timers_armed;
   }
-  check(timers_armed == kTimers, "256 reactor timers armed");
-  check(reactor->after(tern::ms(1), [] {}).error() == Errc::full, "timer 257 refused");
+  check(timers_armed == k.timers, "every reactor timer armed");
+  check(reactor->after(tern::ms(1), [] {}).error() == Errc::full, "one timer more refused");
 
   int replies = 0;
   std::size_t requests_made = 0;
-  for (std::size_t i = 0; i < kPending; ++i) {
+  for (std::size_t i = 0; i < k.pending; ++i) {
     tern::Message m;
     m.type = 1;
     m.value = static_cast<std::int64_t>(i);
-    auto id = runtime->request(ids[i % kAgents], std::move(m),
+    auto id = runtime->request(ids[i % k.agents], std::move(m),
                                tern::RequestOptions{.timeout = tern::seconds(5)},
                                [&replies](tern::Result<tern::Message> r) { replies += r.ok(); });
     if (id.ok()) ++requests_made;
   }
-  check(requests_made == kPending, "64 requests in flight");
-  check(runtime->pending_in_use() == kPending, "pending table full");
+  check(requests_made == k.pending, "every request in flight");
+  check(runtime->pending_in_use() == k.pending, "pending table full");
   {
     auto extra = runtime->request(ids[0], tern::Message{}, tern::RequestOptions{},
                                   [](tern::Result<tern::Message>) {});
-    check(!extra.ok() && extra.error() == Errc::full, "request 65 refused");
+    check(!extra.ok() && extra.error() == Errc::full, "one request more refused");
   }
-  // Each mailbox holds 8 requests; 8 events each fill them to 16. 32 carry a payload.
+  // Events fill each mailbox to capacity beside its requests; as many carry a payload
+  // as the pool has blocks (the reference: 8 requests + 8 events per mailbox, 32 of the
+  // 64 events with a payload).
+  const std::size_t events_each = k.mailbox - k.pending / k.agents;
   std::size_t payloads = 0, events_sent = 0;
-  for (std::size_t a = 0; a < kAgents; ++a) {
-    for (int k = 0; k < kMailbox / 2; ++k) {
+  for (std::size_t a = 0; a < k.agents; ++a) {
+    for (std::size_t e = 0; e < events_each; ++e) {
       tern::Message m;
       m.type = 2;
-      auto p = runtime->payloads().make(kPayloadBytes);
+      auto p = runtime->payloads().make(k.payload_bytes);
       if (p) {
         m.payload = std::move(*p);
         ++payloads;
@@ -297,30 +322,30 @@ int main() {
       if (runtime->send(ids[a], std::move(m)) == Errc::ok) ++events_sent;
     }
   }
-  check(payloads == kPayloads, "32 payloads taken");
-  check(events_sent == kAgents * kMailbox / 2, "64 events queued");
-  check(runtime->messages_in_use() == kAgents * kMailbox, "128 messages queued");
-  check(runtime->send(ids[0], tern::Message{}) == Errc::full, "message 129 refused");
-  check(runtime->payloads().make(1).error() == Errc::full, "payload 33 refused");
+  check(payloads == k.payloads, "every payload taken");
+  check(events_sent == k.agents * events_each, "every event queued");
+  check(runtime->messages_in_use() == k.agents * k.mailbox, "every mailbox full");
+  check(runtime->send(ids[0], tern::Message{}) == Errc::full, "one message more refused");
+  check(runtime->payloads().make(1).error() == Errc::full, "one payload more refused");
   const std::size_t messages_peak = runtime->messages_in_use();
   const std::size_t pending_peak = runtime->pending_in_use();
   const std::size_t timers_peak = reactor->wheel().size();
 
   // Drain: run until every timer fired and every reply arrived (bounded in time).
   const tern::Instant give_up = reactor->now() + tern::seconds(10);
-  while ((timers_fired < static_cast<int>(kTimers) || replies < static_cast<int>(kPending)) &&
+  while ((timers_fired < static_cast<int>(k.timers) || replies < static_cast<int>(k.pending)) &&
          reactor->now() < give_up) {
     (void)reactor->run_once(tern::ms(5));
   }
-  check(timers_fired == static_cast<int>(kTimers), "every timer fired");
-  check(replies == static_cast<int>(kPending), "every request answered");
+  check(timers_fired == static_cast<int>(k.timers), "every timer fired");
+  check(replies == static_cast<int>(k.pending), "every request answered");
   int events = 0, with_payload = 0;
   for (const Worker& w : g_workers) {
     events += w.events;
     with_payload += w.with_payload;
   }
-  check(events == static_cast<int>(kAgents * kMailbox / 2), "every event delivered");
-  check(with_payload == static_cast<int>(kPayloads), "every payload delivered");
+  check(events == static_cast<int>(k.agents * events_each), "every event delivered");
+  check(with_payload == static_cast<int>(k.payloads), "every payload delivered");
   check(runtime->payloads().stats().in_use == 0, "payloads back in the pool");
   const std::size_t steady_requested = g_heap.requested - init_requested;
   const std::size_t sbrk_after_traffic = tern::cortex_m::heap_used();
@@ -339,6 +364,37 @@ int main() {
   runtime->~Runtime();
   reactor->~Reactor();
   check(g_heap.live == 0, "everything freed after destruction");
+
+  out.reactor_heap = reactor_heap;
+  out.reactor_calls = reactor_calls;
+  out.runtime_heap = runtime_heap;
+  out.runtime_calls = runtime_calls;
+  out.init_requested = init_requested;
+  out.init_calls = init_calls;
+  out.init_counting = init_counting;
+  out.sbrk_init = sbrk_after_init - sbrk_before;
+  out.inuse_after_init = inuse_after_init;
+  out.steady_requested = steady_requested;
+  out.sbrk_after_traffic = sbrk_after_traffic - sbrk_after_init;
+  out.timers_peak = timers_peak;
+  out.pending_peak = pending_peak;
+  out.messages_peak = messages_peak;
+  out.payloads = payloads;
+  out.stack_used = stack_used;
+  return out;
+}
+
+int main() {
+  // 1. newlib's own heap: semihosting handles and the stdio buffers at the first printf.
+  const std::size_t sbrk_at_main = tern::cortex_m::heap_used();
+  std::printf("tern footprint, reference configuration, Cortex-M3 (mps2-an385)\n");
+  const std::size_t sbrk_newlib = tern::cortex_m::heap_used();
+  const std::size_t inuse_newlib = heap_in_use().in_use;
+
+  const Measured m = measure(kReference);
+  // The second run reuses the heap the first one freed: its sbrk growth is not its own.
+  const Measured small = measure(kSmall);
+  g_config = "";
 
   // ---- report ----
   std::printf("\nlayouts (bytes, ARM32):\n");
@@ -374,8 +430,8 @@ int main() {
   // The heap by table: capacity x entry size, from the configuration; "other" is what
   // the measurement finds beyond that (ring objects, new[] array cookies).
   {
-    const tern::ReactorConfig rc = reactor_config();
-    const tern::RuntimeConfig uc = runtime_config();
+    const tern::ReactorConfig rc = reactor_config(kReference);
+    const tern::RuntimeConfig uc = runtime_config(kReference);
     struct Row {
       const char* what;
       std::size_t count, each;
@@ -387,8 +443,9 @@ int main() {
         {"watch slots", rc.max_watches, sizeof(tern::Reactor::WatchEntry)},
     };
     const Row runtime_rows[] = {
-        {"payload blocks (64 B + header)", kPayloads,
-         sizeof(tern::detail::PayloadBlock) + (kPayloadBytes + kAlign - 1) / kAlign * kAlign},
+        {"payload blocks (64 B + header)", kReference.payloads,
+         sizeof(tern::detail::PayloadBlock) +
+             (kReference.payload_bytes + kAlign - 1) / kAlign * kAlign},
         {"agent slots", uc.max_agents, sizeof(tern::Runtime::AgentSlot)},
         {"mailbox message nodes", uc.max_messages, sizeof(tern::Runtime::Node)},
         {"pending request slots", uc.max_pending, sizeof(tern::Runtime::Pending::Slot)},
@@ -410,32 +467,34 @@ int main() {
                   static_cast<long>(measured) - static_cast<long>(sum));
     };
     std::printf("\nheap at init, by table (bytes):\n");
-    print("Reactor", reactor_rows, sizeof reactor_rows / sizeof reactor_rows[0], reactor_heap);
-    print("Runtime", runtime_rows, sizeof runtime_rows / sizeof runtime_rows[0], runtime_heap);
+    print("Reactor", reactor_rows, sizeof reactor_rows / sizeof reactor_rows[0], m.reactor_heap);
+    print("Runtime", runtime_rows, sizeof runtime_rows / sizeof runtime_rows[0], m.runtime_heap);
   }
 
   std::printf("\ncapacities held at once: %lu timers on the wheel, %lu requests, %lu messages, "
               "%lu payloads\n",
-              static_cast<unsigned long>(timers_peak), static_cast<unsigned long>(pending_peak),
-              static_cast<unsigned long>(messages_peak), static_cast<unsigned long>(payloads));
+              static_cast<unsigned long>(m.timers_peak), static_cast<unsigned long>(m.pending_peak),
+              static_cast<unsigned long>(m.messages_peak), static_cast<unsigned long>(m.payloads));
 
   kv("sizeof_reactor", sizeof(tern::Reactor));
   kv("sizeof_runtime", sizeof(tern::Runtime));
-  kv("heap_reactor", reactor_heap);
-  kv("heap_reactor_allocs", reactor_calls);
-  kv("heap_runtime", runtime_heap);
-  kv("heap_runtime_allocs", runtime_calls);
-  kv("heap_init_requested", init_requested);
-  kv("heap_init_allocs", init_calls);
+  kv("heap_reactor", m.reactor_heap);
+  kv("heap_reactor_allocs", m.reactor_calls);
+  kv("heap_runtime", m.runtime_heap);
+  kv("heap_runtime_allocs", m.runtime_calls);
+  kv("heap_init_requested", m.init_requested);
+  kv("heap_init_allocs", m.init_calls);
   // newlib's chunk headers and padding: what malloc holds beyond the requests (this
   // file's own counting header in front of each block taken out).
-  kv("heap_init_malloc_overhead", inuse_after_init - inuse_newlib - init_requested - init_counting);
-  kv("heap_init_sbrk", sbrk_after_init - sbrk_newlib);
-  kv("heap_after_init_requested", steady_requested);
-  kv("heap_after_init_sbrk", sbrk_after_traffic - sbrk_after_init);
+  kv("heap_init_malloc_overhead", m.inuse_after_init - inuse_newlib - m.init_requested - m.init_counting);
+  kv("heap_init_sbrk", m.sbrk_init);
+  kv("heap_after_init_requested", m.steady_requested);
+  kv("heap_after_init_sbrk", m.sbrk_after_traffic);
   kv("newlib_heap_sbrk", sbrk_newlib - sbrk_at_main);
   kv("newlib_heap_in_use", inuse_newlib);
-  kv("stack_used", stack_used);
+  kv("stack_used", m.stack_used);
+  kv("small_heap_init_requested", small.init_requested);
+  kv("small_heap_after_init_requested", small.steady_requested);
   kv("agents_user_objects", sizeof(g_workers));
   kv("failures", static_cast<std::size_t>(g_failures));
   std::printf("%s\n",
