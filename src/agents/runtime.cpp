@@ -144,16 +144,26 @@ void Runtime::settle(Message&& answer) {
   if (e == Errc::late) ++stats_.replies_late;
 }
 
-// Answers still waiting are discarded: their requests are being cancelled.
-void Runtime::drop_answers() {
-  for (NodeIndex i = answers_head_; i != kNil;) {
-    RequestSlot& r = requests_[i];
-    i = r.next;
-    r.answer = Message{};
-    r.answered = false;
-    r.next = kNil;
+// Takes the oldest waiting answer (slot `i`, the head) out of the queue.
+Message Runtime::take_answer(NodeIndex i) {
+  RequestSlot& r = requests_[i];
+  answers_head_ = r.next;
+  if (answers_head_ == kNil) answers_tail_ = kNil;
+  r.next = kNil;
+  r.answered = false;
+  Message answer = static_cast<Message&&>(r.answer);
+  r.answer = Message{};
+  return answer;
+}
+
+// Empties the answer queue. `deliver`: a request still pending ends with its answer
+// (shutdown: the answer exists, so that is its one outcome); answers to requests that
+// already ended are dropped without counting (their requester stopped).
+void Runtime::drop_answers(bool deliver) {
+  while (answers_head_ != kNil) {
+    Message answer = take_answer(answers_head_);
+    if (deliver && pending_.pending(answer.correlation)) settle(static_cast<Message&&>(answer));
   }
-  answers_head_ = answers_tail_ = kNil;
 }
 
 // ---- Context ----
@@ -238,7 +248,7 @@ Runtime::~Runtime() {
     r->prev_ = r->next_ = nullptr;
   }
   reactor_.wheel().cancel(dispatch_timer_);
-  drop_answers();
+  drop_answers(false);
   for (std::size_t i = 0; i < config_.max_timers; ++i) reactor_.wheel().cancel(timers_[i].timer);
 }
 
@@ -472,6 +482,11 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                                         RequestOptions options, ReplyCallback on_reply) {
   if (shutting_down_ || draining_) return Errc::shutdown;
   if (!on_reply) return Errc::invalid_argument;
+  // A stopping agent starts nothing: its on_stop and the cancellations run after its
+  // requests were cancelled, so a new one would outlive the stop.
+  if (const AgentSlot* f = slot(from); f && (f->state != AgentState::running || f->stop_pending)) {
+    return Errc::closed;
+  }
   AgentSlot* target = slot(to);
   if (!target) return Errc::not_found;
   if (target->state != AgentState::running || target->stop_pending) return Errc::closed;
@@ -607,17 +622,15 @@ void Runtime::dispatch() {
 
 bool Runtime::dispatch_pass() {
   // Replies first: they end requests, which frees table slots for new work.
-  // The queue is taken whole: answers given during these callbacks wait for the next pass.
-  NodeIndex i = answers_head_;
-  answers_head_ = answers_tail_ = kNil;
-  while (i != kNil) {
-    RequestSlot& r = requests_[i];
-    i = r.next;
-    r.next = kNil;
-    r.answered = false;
-    Message answer = static_cast<Message&&>(r.answer);
-    r.answer = Message{};
+  // Up to the answer that was last when the pass began: answers given during these
+  // callbacks wait for the next pass. They stay in the queue until taken, so a shutdown
+  // from a callback still finds them.
+  const NodeIndex last = answers_tail_;
+  while (answers_head_ != kNil) {
+    const NodeIndex i = answers_head_;
+    Message answer = take_answer(i);
     settle(static_cast<Message&&>(answer));
+    if (i == last) break;
   }
   for (std::size_t k = 0; k < agent_count_; ++k) {
     auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
@@ -686,9 +699,12 @@ void Runtime::flush_mailbox(AgentId id, AgentSlot& s, Errc reason) {
   Message msg;
   while (dequeue(s, &msg)) {
     if (msg.kind == MessageKind::request) {
-      // Answer now so the requester is not left waiting for its deadline.
-      Reply r(this, msg.correlation, msg.sender, id);
-      (void)r.fail(reason == Errc::shutdown ? Errc::shutdown : Errc::cancelled);
+      // Answer now so the requester is not left waiting for its deadline (terminate has
+      // usually cancelled it already: then there is nobody to answer, and nothing late).
+      if (pending_.pending(msg.correlation)) {
+        Reply r(this, msg.correlation, msg.sender, id);
+        (void)r.fail(reason == Errc::shutdown ? Errc::shutdown : Errc::cancelled);
+      }
     } else {
       ++stats_.flushed;
     }
@@ -709,9 +725,11 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   s.in_handler = true;
   // Its own requests.
   pending_.cancel_all(&s);
-  // Requests others made to it: their answers can no longer come.
+  // Requests others made to it: their answers can no longer come (unless one already
+  // has: it waits for the next dispatch pass and ends the request there).
   pending_.for_each_pending([&](RequestId rid, const void*) {
-    if (requests_[rid.slot()].target == id) (void)pending_.cancel(rid);
+    const RequestSlot& r = requests_[rid.slot()];
+    if (r.target == id && !(r.answered && r.answer.correlation == rid)) (void)pending_.cancel(rid);
   });
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -734,7 +752,8 @@ void Runtime::supervise(AgentId id, Errc reason, bool failure) {
   AgentSlot& s = agents_[id];
   if (s.state != AgentState::running) return;
   terminate(id, reason, failure);
-  bool wants_restart = !shutting_down_ &&
+  // group_stopped: its group escalated, perhaps from a callback that terminate ran.
+  bool wants_restart = !shutting_down_ && !s.group_stopped &&
                        (s.options.restart == Restart::always ||
                         (failure && s.options.restart == Restart::on_failure));
   if (!wants_restart) return;
@@ -780,7 +799,15 @@ void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
     AgentSlot& s = agents_[k];
     if (s.options.group != group) continue;
     s.restart_pending = false;
-    if (s.state == AgentState::running) terminate(static_cast<AgentId>(k), Errc::cancelled, false);
+    s.group_stopped = true;  // never restarted, even if it is stopping right now
+    if (s.state != AgentState::running) continue;
+    if (s.in_handler) {  // stopped when its handler returns, as stop() would
+      s.stop_pending = true;
+      s.stop_is_failure = false;
+      s.stop_reason = Errc::cancelled;
+    } else {
+      terminate(static_cast<AgentId>(k), Errc::cancelled, false);
+    }
   }
   if (on_escalate_) on_escalate_(group, culprit, reason);
 }
@@ -795,7 +822,9 @@ bool Runtime::quiescent() const {
 
 void Runtime::shutdown(Duration grace) {
   if (shut_down_) return;
-  bool inside_callback = false;
+  // Inside any reactor callback (a handler, a reply callback, a timer) the loop cannot
+  // be run again, so there is no grace there.
+  bool inside_callback = reactor_.in_turn();
   for (std::size_t k = 0; k < agent_count_; ++k) inside_callback |= agents_[k].in_handler;
   draining_ = true;  // new sends, publishes and requests are refused from here on
   if (!inside_callback && grace > Duration::zero()) {
@@ -822,8 +851,9 @@ void Runtime::shutdown(Duration grace) {
       terminate(static_cast<AgentId>(k), Errc::shutdown, false);
     }
   }
-  // Requests from outside any agent, and answers still queued, end now.
-  drop_answers();
+  // Answers still queued end their requests; requests from outside any agent that are
+  // still unanswered end now, cancelled.
+  drop_answers(true);
   pending_.cancel_all();
   reactor_.wheel().cancel(dispatch_timer_);
   shut_down_ = true;

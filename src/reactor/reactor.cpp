@@ -254,6 +254,14 @@ bool Reactor::runnable_now() const {
 }
 
 std::size_t Reactor::run_once(Duration max_wait) {
+  const bool outer = in_turn_;
+  in_turn_ = true;
+  const std::size_t n = turn(max_wait);
+  in_turn_ = outer;
+  return n;
+}
+
+std::size_t Reactor::turn(Duration max_wait) {
   ++stats_.turns;
   const std::uint64_t io_before = stats_.io_events;
   const Instant start = now();

@@ -372,9 +372,40 @@ TEST(Runtime, StoppingAnAgentCancelsItsRequestsTimersAndQueuedRequests) {
   f.run();
   EXPECT_EQ(queued.calls, 1);
   EXPECT_EQ(queued.err, Errc::cancelled);
+  // Cancelling the queued request is not an answer given late.
+  EXPECT_EQ(f.rt.stats().replies_late, 0u);
+  EXPECT_EQ(f.rt.counters(*s)->late_replies, 0u);
   EXPECT_EQ(f.rt.pending_in_use(), 0u);
   EXPECT_EQ(f.rt.timers_in_use(), 0u);
   EXPECT_EQ(f.rt.messages_in_use(), 0u);
+}
+
+TEST(Runtime, AStoppingAgentCannotStartARequestThatWouldOutliveIt) {
+  Fixture f;
+  Echo echo;
+  Outcome o;
+  Errc from_on_stop = Errc::ok;
+  struct AsksOnStop : tern::Agent {
+    AgentId target = 0;
+    Outcome* o = nullptr;
+    Errc* result = nullptr;
+    void on_stop(Context& ctx) override {
+      auto r = ctx.request(target, value(1), {.timeout = tern::seconds(1)}, record(o));
+      *result = r.ok() ? Errc::ok : r.error();
+    }
+  } asker;
+  auto e = f.rt.spawn(echo, {.name = "echo"});
+  ASSERT_TRUE(e.ok());
+  asker.target = *e;
+  asker.o = &o;
+  asker.result = &from_on_stop;
+  auto a = f.rt.spawn(asker, {.name = "asker"});
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(f.rt.stop(*a), Errc::ok);
+  EXPECT_EQ(from_on_stop, Errc::closed);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);  // nothing outlives the stop
+  f.run();
+  EXPECT_EQ(o.calls, 0);
 }
 
 struct Flaky : tern::Agent {
@@ -420,6 +451,83 @@ TEST(Runtime, FailedAgentIsRestartedWithinIntensityThenGroupEscalates) {
   EXPECT_EQ(f.rt.state(*og), tern::AgentState::running);
   EXPECT_EQ(f.rt.group_stop_reason(1), Errc::failed);
   EXPECT_EQ(f.rt.group_stop_reason(2), Errc::ok);
+}
+
+// A's handler stops its sibling B, whose restart intensity is used up: the group
+// escalates while A is inside its handler. A stops when the handler returns, not in the
+// middle of it, and is not restarted although its policy says always.
+TEST(Runtime, EscalationStopsAGroupMemberInItsHandlerOnlyAfterTheHandlerReturns) {
+  Fixture f;
+  int escalations = 0;
+  f.rt.set_escalation_handler([&](tern::GroupId, AgentId, Errc) { ++escalations; });
+  struct StopsSibling : tern::Agent {
+    Runtime* rt = nullptr;
+    AgentId sibling = tern::kNoAgent;
+    bool in_body = false;
+    bool finished_body = false;
+    bool stopped_inside_body = false;
+    int stops = 0;
+    int starts = 0;
+    void on_start(Context&) override { ++starts; }
+    void on_message(Context&, Message&) override {
+      in_body = true;
+      (void)rt->stop(sibling);
+      finished_body = true;
+      in_body = false;
+    }
+    void on_stop(Context&) override {
+      ++stops;
+      stopped_inside_body = in_body;
+    }
+  } a;
+  Recorder b;
+  auto ia = f.rt.spawn(a, {.name = "a", .restart = tern::Restart::always, .group = 1});
+  auto ib = f.rt.spawn(b, {.name = "b", .restart = tern::Restart::always, .max_restarts = 0, .group = 1});
+  ASSERT_TRUE(ia.ok() && ib.ok());
+  a.rt = &f.rt;
+  a.sibling = *ib;
+  ASSERT_EQ(f.rt.send(*ia, value(1)), Errc::ok);
+  f.run();
+  EXPECT_EQ(escalations, 1);
+  EXPECT_TRUE(a.finished_body);
+  EXPECT_EQ(a.stops, 1);
+  EXPECT_FALSE(a.stopped_inside_body);
+  f.advance(tern::ms(10));
+  EXPECT_EQ(a.starts, 1);  // not restarted: its group is stopped
+  EXPECT_EQ(f.rt.state(*ia), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.state(*ib), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.stats().restarts, 0u);
+}
+
+// Two answers wait for the same dispatch pass; the first one's callback shuts the
+// runtime down with a grace period. Inside a reactor callback there is no grace (the
+// loop is not run again from there), and the second request ends with its answer.
+TEST(Runtime, ShutdownFromAReplyCallbackRunsNoNestedTurnAndDeliversWaitingAnswers) {
+  Fixture f;
+  Echo echo;
+  auto e = f.rt.spawn(echo, {.name = "echo"});
+  ASSERT_TRUE(e.ok());
+  int first_calls = 0;
+  std::uint64_t turns_before = 0, turns_after = 0;
+  ASSERT_TRUE(f.rt.request(*e, value(1), {.timeout = tern::seconds(5)},
+                           [&](Result<Message>) {
+                             ++first_calls;
+                             turns_before = f.reactor.stats().turns;
+                             f.rt.shutdown(tern::seconds(1));
+                             turns_after = f.reactor.stats().turns;
+                           })
+                  .ok());
+  Outcome second;
+  ASSERT_TRUE(f.rt.request(*e, value(2), {.timeout = tern::seconds(5)}, record(&second)).ok());
+  f.run();
+  EXPECT_EQ(first_calls, 1);
+  EXPECT_EQ(turns_after, turns_before);
+  EXPECT_TRUE(f.rt.shut_down());
+  EXPECT_EQ(second.calls, 1);
+  EXPECT_EQ(second.err, Errc::ok);
+  EXPECT_EQ(second.v, 4);
+  EXPECT_EQ(f.rt.stats().replies_late, 0u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
 }
 
 TEST(Runtime, RestartsOutsideTheWindowDoNotEscalate) {

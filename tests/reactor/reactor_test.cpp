@@ -60,6 +60,21 @@ TEST(Reactor, PostedCallsRunNextTurnInOrder) {
   EXPECT_EQ(log[2], 3);
 }
 
+TEST(Reactor, InTurnIsTrueOnlyInsideCallbacks) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int seen_in_turn = 0;
+  ASSERT_EQ(r.post([&] { seen_in_turn += r.in_turn(); }), Errc::ok);
+  ASSERT_TRUE(r.after(tern::ms(1), [&] { seen_in_turn += r.in_turn(); }).ok());
+  EXPECT_FALSE(r.in_turn());
+  r.run_once(tern::Duration::zero());
+  EXPECT_FALSE(r.in_turn());
+  clock.advance(tern::ms(1));
+  r.run_until_idle();
+  EXPECT_FALSE(r.in_turn());
+  EXPECT_EQ(seen_in_turn, 2);
+}
+
 TEST(Reactor, PostQueueFullReturnsFullAndKeepsQueued) {
   ManualClock clock;
   Reactor r(manual(clock, 8, 2));

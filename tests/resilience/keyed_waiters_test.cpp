@@ -242,6 +242,42 @@ TEST(KeyedWaiters, CallbackMayWaitOnTheSameKeyAgain) {
   EXPECT_STREQ(in.second.value, "dflt");
 }
 
+// The ended wait's slot is free when on_done runs: a full table takes a new wait
+// from inside it, and on_done may destroy the table that called it.
+TEST(KeyedWaiters, OnDoneRunsWithItsSlotAlreadyFree) {
+  Fixture f;
+  using One = tern::KeyedWaiters<1, 16, 64>;
+  One one(f.reactor);
+  Outcome next;
+  Errc rewait = Errc::failed;
+  char seen[16] = {};
+  ASSERT_EQ(one.wait("a", tern::ms(10), "dflt",
+                     [&](Result<WaitOutcome> r) {
+                       std::snprintf(seen, sizeof seen, "%.*s", static_cast<int>(r->value.size()),
+                                     r->value.data());
+                       rewait = one.wait("b", tern::ms(10), "b-dflt", record(&next));
+                     }),
+            Errc::ok);
+  f.advance(tern::ms(10));
+  EXPECT_STREQ(seen, "dflt");
+  EXPECT_EQ(rewait, Errc::ok);
+  EXPECT_TRUE(one.waiting("b"));
+  f.advance(tern::ms(10));
+  EXPECT_EQ(next.calls, 1);
+  EXPECT_STREQ(next.value, "b-dflt");
+
+  // A table destroyed by the callback it runs (ASan reports a write after free if
+  // end() touches the slot afterwards).
+  auto* owned = new One(f.reactor);
+  bool ran = false;
+  ASSERT_EQ(owned->wait("c", tern::ms(10), "", [&](Result<WaitOutcome>) {
+    ran = true;
+    delete owned;
+  }), Errc::ok);
+  EXPECT_EQ(owned->resolve("c", "yes"), Errc::ok);
+  EXPECT_TRUE(ran);
+}
+
 TEST(KeyedWaiters, EndedKeysAreRememberedOnlyInTheRecentRing) {
   Fixture f;
   tern::KeyedWaiters<2, 8, 8, 2> waits(

@@ -184,6 +184,7 @@ class Runtime {
     bool stop_pending = false;  // stop requested inside a handler
     bool stop_is_failure = false;
     bool restart_pending = false;
+    bool group_stopped = false;  // its group escalated: it stays stopped
     Errc stop_reason = Errc::ok;
     std::uint16_t start_order = 0;
   };
@@ -222,7 +223,8 @@ class Runtime {
   static void on_agent_timer(void* context);
   void answer(Message msg);
   void settle(Message&& answer);
-  void drop_answers();
+  Message take_answer(NodeIndex i);
+  void drop_answers(bool deliver);
 
   AgentSlot* slot(AgentId a);
   const AgentSlot* slot(AgentId a) const;

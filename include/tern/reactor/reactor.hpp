@@ -117,6 +117,9 @@ class Reactor {
   // thread or a signal, use inbox() or stop_on_signals().
   void stop();
   bool stopping() const { return stop_requested_; }
+  // True while run_once() runs, so inside any callback it calls: code that would run
+  // the loop itself (a shutdown's grace period) must not from there.
+  bool in_turn() const { return in_turn_; }
 
   Instant now() const;
   const ReactorConfig& config() const { return config_; }
@@ -189,6 +192,7 @@ class Reactor {
   void inbox_notified();
   std::size_t drain_inboxes();
   std::size_t run_posted();
+  std::size_t turn(Duration max_wait);
   std::size_t run_due(Instant t);
   bool runnable_now() const;
 
@@ -204,6 +208,7 @@ class Reactor {
   InboxBase* inboxes_ = nullptr;
   std::atomic<bool> inbox_pending_{false};
   bool stop_requested_ = false;
+  bool in_turn_ = false;
   std::uint32_t busy_turns_ = 0;  // consecutive busy turns that skipped the I/O poll
   Instant last_poll_;             // start of the last turn that polled
   detail::PortState port_;

@@ -287,7 +287,6 @@ class KeyedWaiters {
   enum class State : std::uint8_t {
     free,
     waiting,
-    delivering,  // on_done running; the slot still holds the value it was shown
   };
   struct Slot {
     Timer timer;
@@ -332,10 +331,10 @@ class KeyedWaiters {
     s.self->end(s, Errc::ok, WaitEnd::defaulted);
   }
 
-  // Retires the wait (index, timer, late-ring) before running user code, so
-  // on_done may wait on the same key again or resolve it (late). The slot is
-  // reused only after on_done returns, since the outcome's value points into
-  // it.
+  // Retires the wait (index, timer, late-ring) and frees its slot before running
+  // user code, so on_done may wait again (on this key or, in a full table, any
+  // other), resolve it (late), or destroy this object: nothing here is touched
+  // after on_done. The value it is shown is a copy on this stack frame.
   void end(Slot& s, Errc error, WaitEnd how) {
     wheel_.cancel(s.timer);
     (void)index_.erase(static_cast<std::uint32_t>(s.hash), s.index);
@@ -343,18 +342,19 @@ class KeyedWaiters {
     recent_next_ = (recent_next_ + 1) % Recent;
     if (recent_count_ < Recent) ++recent_count_;
     Callback cb = std::move(s.on_done);
+    char value[ValueMax > 0 ? ValueMax : 1];
+    const std::size_t value_len = error == Errc::ok ? s.value_len : 0;
+    if (value_len) std::memcpy(value, s.value, value_len);
     s.owner = nullptr;
-    s.state = State::delivering;
-    --stats_.waiting;
-    if (error == Errc::ok) {
-      cb(Result<WaitOutcome>(
-          WaitOutcome{how, std::string_view(s.value, s.value_len)}));
-    } else {
-      cb(Result<WaitOutcome>(error));
-    }
     s.state = State::free;
     s.next_free = free_;
     free_ = s.index;
+    --stats_.waiting;
+    if (error == Errc::ok) {
+      cb(Result<WaitOutcome>(WaitOutcome{how, std::string_view(value, value_len)}));
+    } else {
+      cb(Result<WaitOutcome>(error));
+    }
   }
 
   template <typename Pred>
