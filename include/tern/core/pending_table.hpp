@@ -20,6 +20,7 @@
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
+#include "tern/detail/slot_generation.hpp"
 
 namespace tern {
 
@@ -168,7 +169,7 @@ class PendingTableBase {
   struct Slot {
     [[no_unique_address]] Timer timer;
     bool active = false;
-    std::uint32_t generation = 1;
+    std::uint32_t generation = detail::kFirstGeneration;
     Callback on_done;
     PendingTableBase* table = nullptr;
     union {
@@ -188,15 +189,15 @@ class PendingTableBase {
   }
 
   Errc miss(RequestId id) {
-    std::uint32_t i = id.slot();
-    // Generations only grow, so an older generation of a real slot is a request that
-    // existed and has ended.
-    if (i < capacity_ && id.generation() != 0 && id.generation() < slots_[i].generation) {
+    const Errc e = detail::classify_missed_id(
+        id.slot(), id.generation(), capacity_,
+        [this](std::uint32_t i) { return slots_[i].generation; });
+    if (e == Errc::late) {
       ++stats_.late;
-      return Errc::late;
+    } else {
+      ++stats_.not_found;
     }
-    ++stats_.not_found;
-    return Errc::not_found;
+    return e;
   }
 
   // Retires the slot before running user code, so the callback may start, complete or
@@ -207,8 +208,7 @@ class PendingTableBase {
     Callback cb = std::move(s.on_done);
     s.active = false;
     s.owner = nullptr;
-    ++s.generation;
-    if (s.generation == 0) s.generation = 1;
+    detail::bump_generation(s.generation);
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;

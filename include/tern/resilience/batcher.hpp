@@ -29,6 +29,7 @@
 #include "tern/core/pending_table.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
+#include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
 
 namespace tern {
@@ -246,7 +247,7 @@ class Batcher {
     Callback on_done;
     Owner owner = nullptr;
     Buffer* buffer = nullptr;
-    std::uint32_t generation = 1;
+    std::uint32_t generation = detail::kFirstGeneration;
     std::uint16_t index = 0;
     std::uint16_t pos = 0;  // the item's place in the batch
     RecState state = RecState::free;
@@ -261,7 +262,8 @@ class Batcher {
     std::uint16_t free_count = 0;
     std::uint16_t count = 0;       // items gathered (open) or sent (in flight)
     std::uint16_t waiting = 0;     // sent items still waiting (in flight)
-    std::uint32_t generation = 1;  // of the batch call; a Ticket carries it
+    // Of the batch call; a Ticket carries it.
+    std::uint32_t generation = detail::kFirstGeneration;
     std::uint64_t due_seq = 0;  // nonzero: due, waiting for an in-flight slot
     std::uint8_t index = 0;
     BufState state = BufState::free;
@@ -272,10 +274,6 @@ class Batcher {
       return std::launder(reinterpret_cast<Item*>(items + sizeof(Item) * i));
     }
   };
-
-  static std::uint32_t next_generation(std::uint32_t g) {
-    return g + 1 == 0 ? 1 : g + 1;
-  }
 
   template <typename U>
   Result<ItemId> add_impl(U&& item, Instant deadline, Callback on_done,
@@ -386,10 +384,11 @@ class Batcher {
   }
 
   Errc check_ticket(std::uint32_t buffer, std::uint32_t generation) {
-    if (buffer >= kBuffers || generation == 0) return Errc::not_found;
-    if (batch_live(buffer, generation)) return Errc::ok;
-    ++stats_.late;
-    return Errc::late;
+    const Errc e = detail::classify_ticket(
+        buffer, generation, kBuffers,
+        [&](std::uint32_t b) { return batch_live(b, generation); });
+    if (e == Errc::late) ++stats_.late;
+    return e;
   }
 
   Errc answer_item(std::uint32_t buffer, std::uint32_t generation,
@@ -441,7 +440,7 @@ class Batcher {
     wheel_.cancel(r.timer);
     Callback cb = std::move(r.on_done);
     r.owner = nullptr;
-    r.generation = next_generation(r.generation);
+    detail::bump_generation(r.generation);
     --stats_.waiting;
     if (r.state == RecState::gathered) {
       remove_gathered(b, r);
@@ -478,7 +477,7 @@ class Batcher {
 
   void end_batch(Buffer& b) {
     // Its tickets read as late from now on.
-    b.generation = next_generation(b.generation);
+    detail::bump_generation(b.generation);
     --in_flight_;
     --stats_.in_flight;
     if (b.in_flush) {
@@ -513,13 +512,10 @@ class Batcher {
     return (live && r.generation == id.generation()) ? &r : nullptr;
   }
   Errc miss(ItemId id) const {
-    std::uint32_t slot = id.slot();
-    // Generations only grow: an older one of a real record is an item that has
-    // ended.
-    if (slot < kBuffers * B && id.generation() != 0 &&
-        id.generation() < buffers_[slot / B].recs[slot % B].generation)
-      return Errc::late;
-    return Errc::not_found;
+    return detail::classify_missed_id(
+        id.slot(), id.generation(), kBuffers * B, [this](std::uint32_t slot) {
+          return buffers_[slot / B].recs[slot % B].generation;
+        });
   }
 
   template <typename Pred>

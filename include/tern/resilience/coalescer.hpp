@@ -26,6 +26,7 @@
 #include "tern/core/pending_table.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
+#include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
 
 namespace tern {
@@ -242,7 +243,7 @@ class Coalescer {
     Owner owner = nullptr;
     Flight* flight = nullptr;
     std::uint32_t index = 0;
-    std::uint32_t generation = 1;
+    std::uint32_t generation = detail::kFirstGeneration;
     bool active = false;
   };
   struct Flight {
@@ -251,7 +252,8 @@ class Coalescer {
     Key key{};
     Coalescer* self = nullptr;
     std::uint32_t index = 0;
-    std::uint32_t generation = 1;  // of the call; a Ticket carries it
+    // Of the call; a Ticket carries it.
+    std::uint32_t generation = detail::kFirstGeneration;
     std::uint32_t active = 0;      // waiters still waiting
     State state = State::free;
     bool has_outcome = false;
@@ -274,9 +276,6 @@ class Coalescer {
     }
   };
 
-  static std::uint32_t next_generation(std::uint32_t g) {
-    return g + 1 == 0 ? 1 : g + 1;
-  }
   static bool joinable(State s) {
     return s == State::starting || s == State::waiting || s == State::answered;
   }
@@ -320,13 +319,10 @@ class Coalescer {
     return (w.active && w.generation == id.generation()) ? &w : nullptr;
   }
   Errc miss(WaiterId id) const {
-    std::uint32_t slot = id.slot();
-    // Generations only grow: an older one of a real slot is a waiter that has
-    // ended.
-    if (slot < N * K && id.generation() != 0 &&
-        id.generation() < flights_[slot / K].waiters[slot % K].generation)
-      return Errc::late;
-    return Errc::not_found;
+    return detail::classify_missed_id(
+        id.slot(), id.generation(), N * K, [this](std::uint32_t slot) {
+          return flights_[slot / K].waiters[slot % K].generation;
+        });
   }
 
   bool ticket_live(std::uint32_t flight, std::uint32_t generation) const {
@@ -338,13 +334,14 @@ class Coalescer {
 
   Errc answer(std::uint32_t flight, std::uint32_t generation,
               Result<T> outcome) {
-    if (flight >= N || generation == 0) return Errc::not_found;
-    if (!ticket_live(flight, generation)) {
-      ++stats_.late;
-      return Errc::late;
-    }
+    const Errc e = detail::classify_ticket(
+        flight, generation, N,
+        [&](std::uint32_t f) { return ticket_live(f, generation); });
+    if (e == Errc::late) ++stats_.late;
+    if (e != Errc::ok) return e;
     Flight& f = flights_[flight];
-    f.generation = next_generation(f.generation);  // the ticket is spent
+    // The ticket is spent.
+    detail::bump_generation(f.generation);
     f.store(std::move(outcome));
     if (f.state == State::starting) {
       // Still inside get(): hand the answer out from the wheel on the next
@@ -402,14 +399,14 @@ class Coalescer {
     Callback cb = std::move(w.on_done);
     w.active = false;
     w.owner = nullptr;
-    w.generation = next_generation(w.generation);
+    detail::bump_generation(w.generation);
     --f.active;
     --stats_.waiting;
     if (f.active == 0 && joinable(f.state)) {
       // Nobody is left to answer: free the slot now; the upstream's answer will
       // be late.
       ++stats_.abandoned;
-      f.generation = next_generation(f.generation);
+      detail::bump_generation(f.generation);
       if (f.has_outcome) f.drop_outcome();
       release(f);
     }

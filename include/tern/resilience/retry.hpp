@@ -30,6 +30,7 @@
 #include "tern/core/rng.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
+#include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
 #include "tern/resilience/retry_budget.hpp"
 
@@ -311,7 +312,7 @@ class RetrierBase {
     Errc held = Errc::ok;    // ... or this error
     std::uint16_t max_attempts = 0;
     std::uint16_t attempt_no = 0;
-    std::uint32_t generation = 1;
+    std::uint32_t generation = detail::kFirstGeneration;
     std::uint32_t next_free = 0;
     Attempt attempt;
     Done on_done;
@@ -337,13 +338,11 @@ class RetrierBase {
   }
 
   Errc miss(RetryId id) {
-    const std::uint32_t i = id.slot();
-    // Generations only grow: an older one of a real slot is an operation that has ended.
-    if (i < capacity_ && id.generation() != 0 && id.generation() < slots_[i].generation) {
-      ++stats_.late;
-      return Errc::late;
-    }
-    return Errc::not_found;
+    const Errc e = detail::classify_missed_id(
+        id.slot(), id.generation(), capacity_,
+        [this](std::uint32_t i) { return slots_[i].generation; });
+    if (e == Errc::late) ++stats_.late;
+    return e;
   }
 
   static Errc report_thunk(void* retrier, RetryId id, std::uint16_t attempt, Result<T>& r) {
@@ -504,7 +503,7 @@ class RetrierBase {
     s.owner = nullptr;
     s.budget = nullptr;
     s.phase = Phase::idle;
-    if (++s.generation == 0) s.generation = 1;
+    detail::bump_generation(s.generation);
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;
