@@ -141,7 +141,9 @@ void Runtime::settle(Message&& answer) {
   const RequestId id = answer.correlation;
   const Errc e = answer.kind == MessageKind::reply ? pending_.complete(id, static_cast<Message&&>(answer))
                                                    : pending_.fail(id, answer.status);
-  if (e == Errc::late) ++stats_.replies_late;
+  // Every id an answer carries was issued here, so not_found too means an ended request:
+  // one whose slot's 32-bit generation has wrapped since (2^32 requests later).
+  if (e == Errc::late || e == Errc::not_found) ++stats_.replies_late;
 }
 
 // Takes the oldest waiting answer (slot `i`, the head) out of the queue.
