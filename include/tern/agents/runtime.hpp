@@ -176,6 +176,7 @@ class Runtime {
     Agent* agent = nullptr;
     AgentOptions options;
     AgentState state = AgentState::unused;
+    bool group_stopped = false;  // its group escalated: it stays stopped (in padding)
     Mailbox mailbox;
     AgentCounters counters;
     Instant restart_times[8];   // ring of recent restarts, for the intensity check
@@ -184,7 +185,6 @@ class Runtime {
     bool stop_pending = false;  // stop requested inside a handler
     bool stop_is_failure = false;
     bool restart_pending = false;
-    bool group_stopped = false;  // its group escalated: it stays stopped
     Errc stop_reason = Errc::ok;
     std::uint16_t start_order = 0;
   };
