@@ -151,7 +151,8 @@ class Context {
   PublishResult publish(TopicId topic, Message msg);
   // Asks `to`; on_reply runs exactly once (reply, error, timeout or cancelled) if this
   // returns ok, never otherwise. Errors: full (pending table or its mailbox),
-  // closed, not_found, shutdown, invalid_argument.
+  // closed (`to` is not running, or this agent is stopping: in on_stop, in a
+  // cancellation, after stop_self()), not_found, shutdown, invalid_argument.
   Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply);
   // Runs cb(Errc::ok) after `delay`, or cb(Errc::cancelled) if the agent stops first.
   Result<AgentTimerId> after(Duration delay, AgentTimerCallback cb);

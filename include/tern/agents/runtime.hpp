@@ -127,12 +127,15 @@ class Runtime {
 
   // Refuses new work (send, publish, request: Errc::shutdown), lets queued work and
   // requests in flight finish for up to `grace` (only when called outside the
-  // reactor's callbacks), then stops every agent in reverse start order.
-  // Afterwards every table reports zero in use.
+  // reactor's callbacks: inside one, Reactor::in_turn(), there is no grace), then
+  // stops every agent in reverse start order. A request already answered ends with
+  // its answer; the rest end with cancelled. Afterwards every table reports zero in use.
   void shutdown(Duration grace = Duration::zero());
   bool shut_down() const { return shut_down_; }
 
-  // Called when an agent exceeds its restart intensity: its group has been stopped.
+  // Called when an agent exceeds its restart intensity: its group has been stopped
+  // (a member inside its own handler stops when that handler returns) and none of
+  // its members is restarted.
   // The default handler stops the reactor when the root group escalates.
   void set_escalation_handler(EscalationHandler h) { on_escalate_ = std::move(h); }
   // Why a group stopped (ok while it runs).

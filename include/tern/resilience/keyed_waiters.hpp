@@ -14,7 +14,8 @@
 //   // Later, e.g. from an HTTP POST: ok, late or not_found.
 //   approvals.resolve("plan-7", body);
 //
-// See examples/approval_gate for waits resolved over HTTP.
+// tests/resilience/keyed_waiters_test.cpp shows every rule. (examples/approval_gate,
+// with waits resolved over HTTP, waits for the HTTP server endpoints: not built yet.)
 #pragma once
 
 #include <cstddef>
@@ -43,7 +44,7 @@ enum class WaitEnd : std::uint8_t {
 
 struct WaitOutcome {
   WaitEnd how = WaitEnd::resolved;
-  // Valid only during on_done (it points into the wait's slot): copy to keep.
+  // Valid only during on_done (it points into a copy on the stack): copy to keep.
   std::string_view value;
   bool resolved() const { return how == WaitEnd::resolved; }
 };
