@@ -348,6 +348,10 @@ struct HttpClient::Impl {
     bool idempotent = false;
     bool retried = false;
     bool reused_conn = false;
+    // This try reached the origin (a connect was made, or a pooled connection used) and
+    // no local shortage (a watch slot) ended it: only then does its failure count
+    // against the origin's breaker. A request that times out in the queue did not.
+    bool reached_origin = false;
     HttpCallback cb;
     Timer deadline;
     Timer retry_timer;      // the backoff before the next try (HttpClientConfig::retry)
@@ -607,7 +611,8 @@ struct HttpClient::Impl {
   bool retry_instead(Request& q, const Result<HttpResponse>& outcome, bool may_retry) {
     Errc e = outcome.ok() ? (outcome->status >= 500 ? Errc::failed : Errc::ok) : outcome.error();
     Instant now = reactor.now();
-    if (config.breakers && e != Errc::cancelled && e != Errc::shutdown) {
+    if (config.breakers && e != Errc::cancelled && e != Errc::shutdown &&
+        (e == Errc::ok || q.reached_origin)) {
       char key[kBreakerKeyMax + 1];
       if (origin_key(q.origin(), key, sizeof key)) {
         if (e == Errc::ok) {
@@ -803,6 +808,7 @@ struct HttpClient::Impl {
     q.state = ReqState::active;
     q.conn = &c;
     c.req = &q;
+    q.reached_origin = !fresh;
     if (!fresh) {
       ++stats.reuses;
       q.reused_conn = true;
@@ -940,6 +946,7 @@ struct HttpClient::Impl {
       int one = 1;
       (void)::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       ++stats.connections_opened;
+      if (c.req) c.req->reached_origin = true;
       if (::connect(c.fd, &a.sa, a.len) != 0 && errno != EINPROGRESS) {
         close_socket(c);
         continue;
@@ -972,6 +979,7 @@ struct HttpClient::Impl {
       c.impl->on_io(c, ev);
     });
     if (!h) {
+      if (c.req) c.req->reached_origin = false;  // our shortage, not the origin's fault
       fail_conn(c, Errc::io);
       return;
     }
@@ -1208,10 +1216,17 @@ struct HttpClient::Impl {
     // since every byte goes to a response limited by max_response_bytes.
     for (;;) {
       int n;
+      // A close-delimited body is whole only if the stream really ended: over TLS, with
+      // the peer's close_notify. mbedTLS reads a bare TCP FIN as 0 too, and that is
+      // what an attacker who cuts the connection would send (RFC 9112 §9.8).
+      bool clean_eof = !c.origin.tls;
       if (c.origin.tls) {
         n = mbedtls_ssl_read(&c.ssl, reinterpret_cast<unsigned char*>(rx), chunk);
         if (n == MBEDTLS_ERR_SSL_WANT_READ || n == MBEDTLS_ERR_SSL_WANT_WRITE) return;
-        if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) n = 0;
+        if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+          n = 0;
+          clean_eof = true;
+        }
         if (n < 0) {
           exchange_failed(c, q, n == MBEDTLS_ERR_NET_RECV_FAILED || n == MBEDTLS_ERR_NET_CONN_RESET ? Errc::io : Errc::tls);
           return;
@@ -1227,6 +1242,7 @@ struct HttpClient::Impl {
       }
       if (n == 0) {  // EOF
         Errc e = c.got_response_bytes ? c.parser->on_eof() : Errc::io;
+        if (e == Errc::ok && !clean_eof) e = Errc::tls;  // truncated: see clean_eof
         if (e == Errc::ok && c.parser->complete()) {
           deliver(c, q, false);
         } else {

@@ -147,6 +147,7 @@ void HttpResponseParser::begin_head() {
 void HttpResponseParser::reset(bool head_request) {
   if (in_feed_) panic("HttpResponseParser::reset called from its own body sink");
   begin_head();
+  interim_heads_ = 0;
   error_ = Errc::ok;
   head_request_ = head_request;
   received_any_ = false;
@@ -397,7 +398,10 @@ Errc HttpResponseParser::field_line(char* line, std::size_t len) {
 
 Errc HttpResponseParser::end_of_head() {
   if (status_ < 200 && status_ != 101) {
-    begin_head();  // an interim response: the final one follows
+    // An interim response: the final one follows. Counted, or a peer could send
+    // 100 Continue forever and keep the reader busy without a byte of response.
+    if (++interim_heads_ > kMaxInterimHeads) return Errc::too_large;
+    begin_head();
     return Errc::ok;
   }
   headers_complete_ = true;

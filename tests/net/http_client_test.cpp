@@ -1478,6 +1478,31 @@ TEST_F(HttpClientTest, CloseDelimitedBodyIsDeliveredAndTheConnectionNotReused) {
   EXPECT_EQ(client.stats().connections_opened, 4u);
 }
 
+// Over TLS, a close-delimited body is whole only with the peer's close_notify: a bare
+// FIN (which anyone on the path can forge) may have cut it short.
+TEST_F(HttpClientTest, CloseDelimitedTlsBodyEndedByBareFinIsNotAResponse) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/fault/close-delimited-fin?bytes=5000"));
+  EXPECT_EQ(o.err, Errc::tls);
+  expect_quiescent(client);
+  expect_recovers(client);
+  // Plain HTTP has no close alert: there the FIN is the end of the body.
+  o = get(client, url("plain", "/fault/close-delimited-fin?bytes=5000"));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body.size(), 5000u);
+}
+
+// A peer that answers with 100 Continue forever gets too_large, not the reactor.
+TEST_F(HttpClientTest, EndlessInterimResponsesAreTooLarge) {
+  HttpClient client(reactor_, config_);
+  for (const char* listener : {"plain", "good"}) {
+    Outcome o = get(client, url(listener, "/fault/interim-flood?bytes=1000000"), tern::seconds(5));
+    EXPECT_EQ(o.err, Errc::too_large) << listener;
+    expect_quiescent(client);
+    expect_recovers(client, listener);
+  }
+}
+
 TEST_F(HttpClientTest, LargeRequestBodyIsSentCompletely) {
   config_.max_request_bytes = 2 << 20;
   HttpClient client(reactor_, config_);
@@ -1625,6 +1650,32 @@ TEST_F(HttpClientResilience, OpenBreakerRefusesAtTheCallAndSparesOtherOrigins) {
   expect_recovers(client, "plain");  // another origin, another breaker
   run_for(std::chrono::milliseconds(50));
   EXPECT_EQ(o.calls, 0);
+}
+
+// Requests that time out in the client's own queue never reached the origin: they do
+// not count against its breaker, which stays closed for the next request.
+TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {
+  tern::BreakerSet<4> breakers(tern::BreakerConfig{.failure_threshold = 2});
+  config_.breakers = &breakers;
+  config_.max_in_flight = 1;
+  HttpClient client(reactor_, config_);
+  std::string slow = url("good", "/fault/delay?ms=600"), quick = url("good", "/health");
+  HttpRequest s;
+  s.url = slow;
+  HttpRequest q;
+  q.url = quick;
+  q.timeout = tern::ms(100);
+  Outcome so, a, b;
+  ASSERT_EQ(client.request(s, capture(&so)), Errc::ok);
+  ASSERT_EQ(client.request(q, capture(&a)), Errc::ok);
+  ASSERT_EQ(client.request(q, capture(&b)), Errc::ok);
+  ASSERT_TRUE(run_until([&] { return so.done() && a.done() && b.done(); }));
+  EXPECT_EQ(a.err, Errc::timeout);
+  EXPECT_EQ(b.err, Errc::timeout);
+  EXPECT_EQ(so.status, 200);
+  Outcome d = get(client, quick);
+  EXPECT_EQ(d.err, Errc::ok);  // not circuit_open
+  EXPECT_EQ(d.status, 200);
 }
 
 // A call refused at request() for its own fault (a bad header, a full queue)

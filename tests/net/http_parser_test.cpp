@@ -463,6 +463,19 @@ TEST(HttpResponseParser, InformationalHeadsHaveTheirOwnHeaderBudget) {
   EXPECT_TRUE(o.complete);
 }
 
+TEST(HttpResponseParser, EndlessInformationalHeadsAreTooLarge) {
+  const std::string interim = "HTTP/1.1 100 Continue\r\n\r\n";
+  std::string in;
+  for (std::size_t i = 0; i < HttpResponseParser::kMaxInterimHeads; ++i) in += interim;
+  const std::string final_head = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+  Outcome o = whole(in + final_head);
+  EXPECT_EQ(o.error, Errc::ok);  // as many as allowed
+  EXPECT_TRUE(o.complete);
+  o = whole(in + interim + final_head);
+  EXPECT_EQ(o.error, Errc::too_large);  // one more
+  EXPECT_FALSE(o.complete);
+}
+
 TEST(HttpResponseParser, SwitchingProtocolsEndsAtTheHeadAndIsNotKeepAlive) {
   std::string_view in = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nbinary";
   Outcome o = whole(in);

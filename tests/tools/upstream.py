@@ -37,6 +37,9 @@ Faults:
     truncated-chunked-fin             the same, then a bare TCP FIN (no TLS close_notify)
     close-delimited (bytes=N)         a 200 with neither Content-Length nor chunked: N bytes
                                       (default 5000), then close (TLS: with close_notify)
+    close-delimited-fin (bytes=N)     the same, then a bare TCP FIN (no TLS close_notify)
+    interim-flood (bytes=N)           "100 Continue" heads, N bytes of them (default 1 MB),
+                                      then the connection held open until the client closes
     drip (bytes=N)                    Content-Length N (default 20), one byte per second
     500, 503 (or status code=N)       that status with a JSON error body, keep-alive
     oversize-headers (bytes=N)        a 200 whose head carries N (default 65536) header bytes
@@ -273,9 +276,26 @@ class Conn:
                     await self.respond(code, {"error": {"message": f"flaky {HITS[key]}",
                                                         "code": code}})
                     return keep
-            elif fault == "close-delimited":
+            elif fault in ("close-delimited", "close-delimited-fin"):
                 n = num("bytes", 5000)
                 await self.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"c" * n)
+                if fault.endswith("-fin"):
+                    await asyncio.sleep(0.1)  # let the bytes reach the client first
+                    self.abort_fin()
+                    raise ConnectionResetError("fault: close-delimited, FIN")
+                return False
+            elif fault == "interim-flood":
+                head = b"HTTP/1.1 100 Continue\r\n\r\n"
+                total = num("bytes", 1 << 20)
+                block = head * 1024
+                sent = 0
+                try:
+                    while sent < total:
+                        await self.send(block)
+                        sent += len(block)
+                    await self.reader.read()  # until the client closes
+                except (ConnectionError, OSError):
+                    pass
                 return False
             elif fault == "drip":
                 n = num("bytes", 20)

@@ -47,7 +47,8 @@
 // - Chunk sizes are 1 to 16 hex digits; chunk extensions are checked for control bytes and
 //   ignored; trailer fields are checked like header fields and discarded.
 // - 1xx responses other than 101 are skipped: the parser goes on to the final response
-//   (100 Continue, 103 Early Hints). 101 ends the response at its head (no body, not
+//   (100 Continue, 103 Early Hints); more than HttpResponseParser::kMaxInterimHeads of
+//   them before the final response is too_large. 101 ends the response at its head (no body, not
 //   keep-alive: the connection now speaks another protocol; the rest is left unconsumed).
 // - No body for HEAD requests, 204 and 304, whatever the headers say. A final response with
 //   neither Content-Length nor Transfer-Encoding is delimited by the connection closing.
@@ -88,6 +89,8 @@ using BodySink = InplaceFunction<Errc(const char* data, std::size_t n), 4 * size
 
 class HttpResponseParser {
  public:
+  // 1xx responses accepted before the final one (real servers send one or two).
+  static constexpr std::size_t kMaxInterimHeads = 8;
   // Allocates the field index (limits.max_headers entries) and, with HeadStorage::owned,
   // the header buffer (limits.max_header_bytes) once; the parser never allocates
   // afterwards. Running out of memory here, or max_header_bytes over 4 GiB, is a panic.
@@ -237,6 +240,7 @@ class HttpResponseParser {
   std::size_t stored_ = 0;      // buf_ bytes holding the reason and fields
   std::size_t line_len_ = 0;    // bytes of the line being assembled at buf_[stored_]
   std::size_t meta_bytes_ = 0;  // against max_header_bytes
+  std::size_t interim_heads_ = 0;  // 1xx heads before this response's final one
   std::size_t chunk_digits_ = 0;
   std::uint64_t content_length_ = 0;
   std::uint64_t remaining_ = 0;  // of the Content-Length body or of the current chunk
