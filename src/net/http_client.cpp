@@ -355,6 +355,7 @@ struct HttpClient::Impl {
     HttpCallback cb;
     Timer deadline;
     Timer retry_timer;      // the backoff before the next try (HttpClientConfig::retry)
+    Timer attempt_timer;    // this try's own limit (RetryPolicy::attempt_timeout)
     Backoff backoff;
     std::uint16_t attempt = 1;
     Conn* conn = nullptr;
@@ -423,6 +424,7 @@ struct HttpClient::Impl {
       q.impl = this;
       q.deadline.set_callback(&Impl::on_request_deadline, &q);
       q.retry_timer.set_callback(&Impl::on_retry_due, &q);
+      q.attempt_timer.set_callback(&Impl::on_attempt_deadline, &q);
       q.tx = new (std::nothrow) char[config.max_request_bytes];
       q.response = new (std::nothrow) char[config.max_response_bytes ? config.max_response_bytes : 1];
       if (!q.tx || !q.response) panic("HttpClient: out of memory at start-up");
@@ -686,6 +688,7 @@ struct HttpClient::Impl {
 
   void finish(Request& q, Result<HttpResponse> outcome, bool may_retry = true) {
     if (q.state == ReqState::free) return;
+    reactor.wheel().cancel(q.attempt_timer);  // this try is over, whatever comes next
     if (q.state != ReqState::backing_off && retry_instead(q, outcome, may_retry)) return;
     reactor.wheel().cancel(q.deadline);
     reactor.wheel().cancel(q.retry_timer);
@@ -700,6 +703,17 @@ struct HttpClient::Impl {
     }
     schedule_pump();  // a slot just freed
     cb(std::move(outcome));
+  }
+
+  // A try ran out of its own time (RetryPolicy::attempt_timeout) before the request's
+  // deadline: it fails with timeout, and the policy decides whether another try follows.
+  static void on_attempt_deadline(void* ctx) {
+    Request& q = *static_cast<Request*>(ctx);
+    Impl& impl = *q.impl;
+    Guard g(&impl);
+    Conn* c = q.conn;
+    if (c) impl.close_conn(*c);  // a half-done exchange: not reusable
+    impl.finish(q, Errc::timeout);
   }
 
   static void on_request_deadline(void* ctx) {
@@ -809,6 +823,11 @@ struct HttpClient::Impl {
     q.conn = &c;
     c.req = &q;
     q.reached_origin = !fresh;
+    // Cut to the request's deadline, which fires first anyway when it is sooner.
+    if (config.retry && config.retry->attempt_timeout != Duration::max() && q.deadline.armed()) {
+      const Instant limit = reactor.now() + config.retry->attempt_timeout;
+      if (limit < q.deadline.deadline()) reactor.wheel().arm(q.attempt_timer, limit);
+    }
     if (!fresh) {
       ++stats.reuses;
       q.reused_conn = true;

@@ -1652,6 +1652,22 @@ TEST_F(HttpClientResilience, OpenBreakerRefusesAtTheCallAndSparesOtherOrigins) {
   EXPECT_EQ(o.calls, 0);
 }
 
+// A try that hangs ends at RetryPolicy::attempt_timeout and the next try goes out,
+// well inside the request's own deadline.
+TEST_F(HttpClientResilience, HangingTryEndsAtTheAttemptTimeoutAndIsRetried) {
+  tern::RetryPolicy policy = policy_;
+  policy.attempt_timeout = tern::ms(300);
+  config_.retry = &policy;
+  HttpClient client(reactor_, config_);
+  std::string k = key("hang");
+  Outcome o = get(client, url("good", "/fault/flaky?mode=hang&fail=1&key=" + k), tern::seconds(5));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(client.stats().retries, 1u);
+  EXPECT_EQ(hits(k), 2);
+  expect_quiescent(client);
+}
+
 // Requests that time out in the client's own queue never reached the origin: they do
 // not count against its breaker, which stays closed for the next request.
 TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {

@@ -47,8 +47,9 @@ Faults:
     close-if-reused                   on a connection that already answered: close without
                                       answering (a keep-alive race); else answer normally
     idle-close (ms=N | X-Idle-Close-Ms: N)  answer, then close the connection after N ms idle
-    flaky (key=K, fail=N, code=C | mode=close)  the first N requests for key K get status C
-                                      (default 503), or a close without answer; then 200
+    flaky (key=K, fail=N, code=C | mode=close | mode=hang)  the first N requests for key K
+                                      get status C (default 503), a close without answer, or
+                                      no answer until the client closes; then 200
 
 Server options: --idle-close-ms N closes every keep-alive connection idle for N ms.
 It exits by itself after --max-seconds (default 120), on stdin EOF (unless --no-stdin),
@@ -271,6 +272,12 @@ class Conn:
                 HITS[key] = HITS.get(key, 0) + 1
                 if HITS[key] <= num("fail", 1):
                     if query.get("mode") == "close":
+                        return False
+                    if query.get("mode") == "hang":  # no answer until the client gives up
+                        try:
+                            await asyncio.wait_for(self.reader.read(), 30)
+                        except (asyncio.TimeoutError, ConnectionError, OSError):
+                            pass
                         return False
                     code = int(query.get("code", "503"))
                     await self.respond(code, {"error": {"message": f"flaky {HITS[key]}",

@@ -87,9 +87,11 @@ struct HttpClientConfig {
   // Optional resilience. `retry`: a failed request (an error the policy's retry_on
   // accepts, or a 5xx status, seen as Errc::failed) is tried again after the policy's
   // backoff, within its own deadline and budget — idempotent methods only unless
-  // retry_non_idempotent. `breakers`: one breaker per origin ("host:port"); a request to
-  // an open origin fails at the call with Errc::circuit_open and takes no slot. Both
-  // must outlive the client.
+  // retry_non_idempotent. A try that outlasts the policy's attempt_timeout fails with
+  // timeout (its connection closed) and may be retried. `breakers`: one breaker per
+  // origin ("host:port"); a request to an open origin fails at the call with
+  // Errc::circuit_open and takes no slot; only tries that reached the origin count (not
+  // one that timed out in the client's queue). Both must outlive the client.
   const RetryPolicy* retry = nullptr;
   bool retry_non_idempotent = false;
   BreakerSetBase* breakers = nullptr;
