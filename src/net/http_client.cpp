@@ -571,6 +571,7 @@ struct HttpClient::Impl {
     q->idempotent = idempotent(in.method);
     q->retried = false;
     q->reused_conn = false;
+    q->reached_origin = false;
     q->conn = nullptr;
     q->cb = std::move(cb);
     q->seq = next_seq++;
@@ -681,6 +682,7 @@ struct HttpClient::Impl {
       return;
     }
     q.state = ReqState::queued;
+    q.reached_origin = false;
     q.seq = impl.next_seq++;
     ++impl.stats.queued;
     impl.schedule_pump();
@@ -897,6 +899,8 @@ struct HttpClient::Impl {
     char port[8];
     std::snprintf(port, sizeof port, "%u", static_cast<unsigned>(c.origin.port));
     c.dns = nullptr;
+    // The origin's name going unanswered or unknown is the origin's failure too.
+    if (c.req) c.req->reached_origin = true;
     evdns_getaddrinfo_request* r =
         evdns_getaddrinfo(dns_base, c.origin.host, port, &hints, &Impl::on_resolved, cookie);
     // A NULL return means the callback already ran (cached, /etc/hosts or an error).
@@ -1331,6 +1335,8 @@ struct HttpClient::Impl {
       ++stats.stale_retries;
       q.retried = true;
       q.conn = nullptr;
+      q.reached_origin = false;                  // start() decides again
+      reactor.wheel().cancel(q.attempt_timer);  // start() arms it again
       q.state = ReqState::queued;
       --stats.in_flight;
       ++stats.queued;

@@ -1675,6 +1675,9 @@ TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {
   config_.breakers = &breakers;
   config_.max_in_flight = 1;
   HttpClient client(reactor_, config_);
+  // Requests that reached the origin first, so that the slots the queued ones take have
+  // held such a request before.
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(get(client, url("good", "/health")).status, 200);
   std::string slow = url("good", "/fault/delay?ms=600"), quick = url("good", "/health");
   HttpRequest s;
   s.url = slow;

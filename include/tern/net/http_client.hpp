@@ -90,8 +90,9 @@ struct HttpClientConfig {
   // retry_non_idempotent. A try that outlasts the policy's attempt_timeout fails with
   // timeout (its connection closed) and may be retried. `breakers`: one breaker per
   // origin ("host:port"); a request to an open origin fails at the call with
-  // Errc::circuit_open and takes no slot; only tries that reached the origin count (not
-  // one that timed out in the client's queue). Both must outlive the client.
+  // Errc::circuit_open and takes no slot; only tries that reached the origin (its name
+  // was looked up, a connect made, or a pooled connection used) count, not one that
+  // timed out in the client's queue or met a local shortage. Both must outlive the client.
   const RetryPolicy* retry = nullptr;
   bool retry_non_idempotent = false;
   BreakerSetBase* breakers = nullptr;
