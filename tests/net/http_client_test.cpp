@@ -1675,10 +1675,19 @@ TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {
   config_.breakers = &breakers;
   config_.max_in_flight = 1;
   HttpClient client(reactor_, config_);
-  // Requests that reached the origin first, so that the slots the queued ones take have
-  // held such a request before.
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(get(client, url("good", "/health")).status, 200);
   std::string slow = url("good", "/fault/delay?ms=600"), quick = url("good", "/health");
+  {
+    // Three requests at once that reach the origin first: the slots the test's requests
+    // take below have each held such a request before.
+    HttpRequest w;
+    w.url = quick;
+    Outcome w1, w2, w3;
+    ASSERT_EQ(client.request(w, capture(&w1)), Errc::ok);
+    ASSERT_EQ(client.request(w, capture(&w2)), Errc::ok);
+    ASSERT_EQ(client.request(w, capture(&w3)), Errc::ok);
+    ASSERT_TRUE(run_until([&] { return w1.done() && w2.done() && w3.done(); }));
+    ASSERT_EQ(w3.status, 200);
+  }
   HttpRequest s;
   s.url = slow;
   HttpRequest q;
