@@ -236,6 +236,27 @@ TEST(PendingTable, FinishingNamesTheRequestWhoseCallbackRuns) {
 
 // A callback may destroy its table: the table touches nothing after running it (under
 // ASan a write after the callback would be a heap-use-after-free).
+// The destructor cancels what is pending; a callback that starts a request then is
+// refused, so nothing is left armed in a table that is going away.
+TEST(PendingTable, StartFromACallbackRunByTheDestructorIsRefused) {
+  TimerWheel wheel;
+  Errc again = Errc::ok;
+  int calls = 0;
+  {
+    PendingTable<int, 2> table(wheel);
+    PendingTable<int, 2>* t = &table;
+    ASSERT_TRUE(table.start(Instant(1000000), [&, t](Result<int> r) {
+      ++calls;
+      EXPECT_EQ(r.error(), Errc::cancelled);
+      auto second = t->start(Instant(1000000), [](Result<int>) {});
+      again = second.ok() ? Errc::ok : second.error();
+    }).ok());
+  }
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(again, Errc::shutdown);
+  EXPECT_TRUE(wheel.empty());
+}
+
 TEST(PendingTable, CallbackMayDestroyItsTable) {
   TimerWheel wheel;
   auto* table = new PendingTable<int, 2>(wheel);

@@ -346,6 +346,28 @@ TEST(Batcher, DestructionCancelsItemsStillWaiting) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+TEST(Batcher, AddFromACallbackRunByTheDestructorIsRefused) {
+  Fixture f;
+  Upstream up;
+  Outcome second;
+  Errc again = Errc::ok;
+  {
+    Embedder batcher(f.reactor, {.max_delay = tern::ms(5)}, up.fn());
+    Embedder* b = &batcher;
+    ASSERT_TRUE(batcher
+                    .add(Text(1), f.in(tern::seconds(1)),
+                         [&, b](Result<int>) {
+                           auto r = b->add(Text(2), f.in(tern::seconds(1)), record(&second));
+                           again = r.ok() ? Errc::ok : r.error();
+                         })
+                    .ok());
+  }
+  EXPECT_EQ(again, Errc::shutdown);
+  EXPECT_EQ(second.calls, 0);
+  EXPECT_EQ(Text::live, 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 // Random adds, per-item and whole-batch answers, cancels and clock steps: every
 // accepted item ends exactly once, a value reaches the item it was computed
 // from, at most MaxInFlight calls are ever out, and every item is destroyed.

@@ -281,6 +281,34 @@ TEST(Coalescer, DestructionCancelsWaitersStillWaiting) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+TEST(Coalescer, GetFromACallbackRunByTheDestructorIsRefused) {
+  Fixture f;
+  struct Inside {
+    Fixture* f = nullptr;
+    Docs* docs = nullptr;
+    Upstream up;
+    Outcome second;
+    Errc again = Errc::ok;
+  } in;
+  in.f = &f;
+  {
+    Docs docs(f.reactor);
+    in.docs = &docs;
+    ASSERT_TRUE(docs.get(7, Instant::never(),
+                         [&in](Result<int>) {
+                           auto r = in.docs->get(7, in.f->in(tern::seconds(1)), record(&in.second),
+                                                 in.up.fn());
+                           in.again = r.ok() ? Errc::ok : r.error();
+                         },
+                         in.up.fn())
+                    .ok());
+  }
+  EXPECT_EQ(in.again, Errc::shutdown);
+  EXPECT_EQ(in.up.calls, 1);
+  EXPECT_EQ(in.second.calls, 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 // Random gets, answers (at once or later), cancels and clock steps: every
 // accepted waiter ends exactly once, with its own key's answer, and at most one
 // upstream call per key is ever in flight.

@@ -278,6 +278,24 @@ TEST(KeyedWaiters, OnDoneRunsWithItsSlotAlreadyFree) {
   EXPECT_TRUE(ran);
 }
 
+TEST(KeyedWaiters, WaitFromACallbackRunByTheDestructorIsRefused) {
+  Fixture f;
+  Errc again = Errc::ok;
+  Outcome second;
+  {
+    Waits waits(f.reactor);
+    Waits* w = &waits;
+    ASSERT_EQ(waits.wait("k", tern::seconds(1), "",
+                         [&, w](Result<WaitOutcome>) {
+                           again = w->wait("k", tern::seconds(1), "", record(&second));
+                         }),
+              Errc::ok);
+  }
+  EXPECT_EQ(again, Errc::shutdown);
+  EXPECT_EQ(second.calls, 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 TEST(KeyedWaiters, EndedKeysAreRememberedOnlyInTheRecentRing) {
   Fixture f;
   tern::KeyedWaiters<2, 8, 8, 2> waits(

@@ -72,17 +72,22 @@ class PendingTableBase {
     }
   }
   // Cancels whatever is still pending; those callbacks run with Errc::cancelled.
-  ~PendingTableBase() { (void)cancel_all_matching([](const Slot&) { return true; }); }
+  // A callback run from here that starts a request is refused (Errc::shutdown).
+  ~PendingTableBase() {
+    closing_ = true;
+    (void)cancel_all_matching([](const Slot&) { return true; });
+  }
   PendingTableBase(const PendingTableBase&) = delete;
   PendingTableBase& operator=(const PendingTableBase&) = delete;
 
   // Accepts a request that must end by `deadline` (Instant::never(): no deadline).
   // on_done runs exactly once, later, never from inside start().
   // Errors: full (all N slots busy; counted, nothing else changes),
-  //         invalid_argument (empty on_done).
+  //         invalid_argument (empty on_done), shutdown (the table is being destroyed).
   Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
     if (!on_done) return Errc::invalid_argument;
-    if (free_ >= capacity_) {
+    if (free_ >= capacity_ || closing_) [[unlikely]] {
+      if (closing_) return Errc::shutdown;
       ++stats_.rejected;
       return Errc::full;
     }
@@ -240,6 +245,7 @@ class PendingTableBase {
   Slot* slots_;
   std::size_t capacity_;
   std::uint32_t free_ = 0;
+  bool closing_ = false;  // being destroyed: start() refuses
   PendingStats stats_;
   RequestId finishing_;
 };

@@ -182,6 +182,7 @@ class Batcher {
   // Destroying the Batcher from inside its own flush callback is a contract
   // violation.
   ~Batcher() {
+    closing_ = true;  // an add() from a callback run here is refused
     (void)cancel_all();
     for (Buffer& b : buffers_) wheel_.cancel(b.timer);
   }
@@ -194,7 +195,7 @@ class Batcher {
   // `deadline` (Instant::never(): none), or Errc::cancelled.
   // Errors: full (every buffer is taken: MaxInFlight calls out and one batch
   // of B waiting; counted; the item is not consumed), invalid_argument (empty
-  // on_done).
+  // on_done), shutdown (from a callback run by the destructor; not consumed).
   Result<ItemId> add(Item&& item, Instant deadline, Callback on_done,
                      Owner owner = nullptr) {
     return add_impl(std::move(item), deadline, std::move(on_done), owner);
@@ -279,6 +280,7 @@ class Batcher {
   Result<ItemId> add_impl(U&& item, Instant deadline, Callback on_done,
                           Owner owner) {
     if (!on_done) return Errc::invalid_argument;
+    if (closing_) return Errc::shutdown;
     Buffer* b = current_;
     if (b == nullptr || b->count == B) {
       b = nullptr;
@@ -542,6 +544,7 @@ class Batcher {
   Buffer* current_ = nullptr;  // the open batch that takes new items
   std::size_t in_flight_ = 0;
   std::uint64_t due_seq_ = 0;
+  bool closing_ = false;  // being destroyed: add() refuses
   BatcherStats stats_;
 };
 

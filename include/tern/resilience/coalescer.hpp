@@ -137,6 +137,7 @@ class Coalescer {
   // Cancels every waiter still waiting (callbacks run with Errc::cancelled);
   // answers through tickets handed out earlier must not arrive afterwards.
   ~Coalescer() {
+    closing_ = true;  // a get() from a callback run here is refused
     (void)cancel_all();
     for (Flight& f : flights_) {
       wheel_.cancel(f.deliver_timer);
@@ -160,13 +161,15 @@ class Coalescer {
   // until then join it.
   //
   // Errors: full (no free key slot, or the key already has K waiters; counted,
-  // nothing changes, upstream not called), invalid_argument (empty on_done).
+  // nothing changes, upstream not called), invalid_argument (empty on_done),
+  // shutdown (from a callback run by the destructor).
   template <typename Upstream>
   Result<WaiterId> get(const Key& key, Instant deadline, Callback on_done,
                        Upstream&& upstream, Owner owner = nullptr) {
     static_assert(std::is_invocable_v<Upstream&, const Key&, Ticket>,
                   "upstream is called as upstream(const Key&, Ticket)");
     if (!on_done) return Errc::invalid_argument;
+    if (closing_) return Errc::shutdown;
     if (Flight* f = find(key)) {
       Waiter* w = free_waiter(*f);
       if (w == nullptr) {
@@ -429,6 +432,7 @@ class Coalescer {
 
   TimerWheel& wheel_;
   Flight flights_[N];
+  bool closing_ = false;  // being destroyed: get() refuses
   CoalescerStats stats_;
 };
 

@@ -149,8 +149,12 @@ class KeyedWaiters {
       slots_[i].timer.set_callback(&KeyedWaiters::on_timeout, &slots_[i]);
     }
   }
-  // Cancels every wait still open (callbacks run with Errc::cancelled).
-  ~KeyedWaiters() { (void)cancel_all(); }
+  // Cancels every wait still open (callbacks run with Errc::cancelled; a wait()
+  // from one of them is refused with Errc::shutdown).
+  ~KeyedWaiters() {
+    closing_ = true;
+    (void)cancel_all();
+  }
   KeyedWaiters(const KeyedWaiters&) = delete;
   KeyedWaiters& operator=(const KeyedWaiters&) = delete;
 
@@ -162,12 +166,13 @@ class KeyedWaiters {
   //   Errc::cancelled from cancel(), cancel_all() or destruction.
   // Errors: invalid_argument (empty key or on_done), too_large (key over
   // KeyMax or default over ValueMax), busy (the key is already waited on),
-  // full (N waits open). All but invalid_argument are counted; nothing
-  // changes.
+  // full (N waits open), shutdown (from a callback run by the destructor). All
+  // but invalid_argument and shutdown are counted; nothing changes.
   Errc wait(std::string_view key, Duration timeout,
             std::string_view default_value, Callback on_done,
             Owner owner = nullptr) {
     if (!on_done || key.empty()) return Errc::invalid_argument;
+    if (closing_) return Errc::shutdown;
     if (key.size() > KeyMax || default_value.size() > ValueMax) {
       ++stats_.too_large;
       return Errc::too_large;
@@ -334,8 +339,9 @@ class KeyedWaiters {
 
   // Retires the wait (index, timer, late-ring) and frees its slot before running
   // user code, so on_done may wait again (on this key or, in a full table, any
-  // other), resolve it (late), or destroy this object: nothing here is touched
-  // after on_done. The value it is shown is a copy on this stack frame.
+  // other) or resolve it (late), and, when it ends from resolve() or its
+  // timeout, destroy this object: nothing here is touched after on_done. The
+  // value it is shown is a copy on this stack frame.
   void end(Slot& s, Errc error, WaitEnd how) {
     wheel_.cancel(s.timer);
     (void)index_.erase(static_cast<std::uint32_t>(s.hash), s.index);
@@ -380,6 +386,7 @@ class KeyedWaiters {
   std::uint64_t recent_[Recent] = {};
   std::size_t recent_next_ = 0;
   std::size_t recent_count_ = 0;
+  bool closing_ = false;  // being destroyed: wait() refuses
   KeyedWaitersStats stats_;
 };
 
