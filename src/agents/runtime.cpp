@@ -99,22 +99,25 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
   msg.sender = responder_;
   msg.receiver = requester_;
   msg.correlation = id_;
-  if (!rt->pending_.pending(id_)) {
+  // Late: the requester already has its outcome (timeout, cancel, a stop), or another
+  // Reply to the same request has answered it.
+  if (!rt->pending_.pending(id_) || rt->answer(std::move(msg)) == Errc::late) {
     if (!explicit_answer) return Errc::late;  // nobody waits, and nothing was said
-    // The requester already has its outcome (timeout, cancel, a stop).
     ++rt->stats_.replies_late;
     if (auto* s = rt->slot(responder_)) ++s->counters.late_replies;
     return Errc::late;
   }
-  rt->answer(std::move(msg));
   return Errc::ok;
 }
 
 // msg.correlation is the request's id (Reply::answer set it). The answer waits in its
 // request's slot until the next dispatch pass, so completions run from the loop, never
 // inside the responder's handler.
-void Runtime::answer(Message msg) {
+Errc Runtime::answer(Message msg) {
   RequestSlot& r = requests_[msg.correlation.slot()];
+  // A second Reply to the same request (reply_to() makes one more): the first answer
+  // stands, this one is late.
+  if (r.answered && r.answer.correlation == msg.correlation) return Errc::late;
   if (r.answered) {
     // The slot's previous request ended (timeout, cancel) with its answer still waiting:
     // that answer is late. Settle it now and let this one take its place in the queue.
@@ -134,6 +137,7 @@ void Runtime::answer(Message msg) {
     answers_tail_ = i;
   }
   schedule();
+  return Errc::ok;
 }
 
 // Ends the request `answer` names (its callback runs now), or counts the answer late.
@@ -266,6 +270,7 @@ const Runtime::AgentSlot* Runtime::slot(AgentId a) const {
 Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   if (shutting_down_) return Errc::shutdown;
   if (options.mailbox == 0) return Errc::invalid_argument;
+  if (group_reason_[options.group] != Errc::ok) return Errc::closed;  // escalated: stopped
   if (agent_count_ >= config_.max_agents) return Errc::full;
   if (nodes_reserved_ + options.mailbox > config_.max_messages) return Errc::full;
   auto id = static_cast<AgentId>(agent_count_++);
@@ -841,6 +846,9 @@ void Runtime::shutdown(Duration grace) {
     }
   }
   shutting_down_ = true;
+  // Answers already given end their requests first, before stopping the requesters
+  // would cancel them.
+  drop_answers(true);
   for (std::size_t k = agent_count_; k-- > 0;) {
     AgentSlot& s = agents_[k];
     s.restart_pending = false;

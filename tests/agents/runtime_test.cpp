@@ -292,6 +292,69 @@ TEST(Runtime, AnswerWaitingForAnEndedRequestIsLateAndTheSlotsNextRequestIsAnswer
   EXPECT_EQ(f.rt.messages_in_use(), 0u);
 }
 
+// reply_to() gives a handler a second Reply to the same request: the first answer
+// stands and ends the request from the loop; the second is late, and nothing runs
+// the requester's callback inside the responder's handler.
+TEST(Runtime, SecondReplyToTheSameRequestIsLate) {
+  Fixture f;
+  struct Twice : tern::Agent {
+    bool in_handler = false;
+    Errc second = Errc::ok;
+    void on_request(Context& ctx, Message& m, Reply reply) override {
+      in_handler = true;
+      Reply extra = ctx.reply_to(m);
+      (void)reply.ok(value(1));
+      second = extra.ok(value(2));
+      in_handler = false;
+    }
+  } twice;
+  auto id = f.rt.spawn(twice, {.name = "twice"});
+  ASSERT_TRUE(id.ok());
+  int calls = 0;
+  std::int64_t got = 0;
+  bool ran_inside = false;
+  ASSERT_TRUE(f.rt.request(*id, value(0), {}, [&](Result<Message> r) {
+    ++calls;
+    got = r.ok() ? r->value : -1;
+    ran_inside = twice.in_handler;
+  }).ok());
+  f.run();
+  EXPECT_EQ(twice.second, Errc::late);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(got, 1);
+  EXPECT_FALSE(ran_inside);
+  EXPECT_EQ(f.rt.stats().replies_late, 1u);
+  EXPECT_EQ(f.rt.counters(*id)->late_replies, 1u);
+}
+
+// An agent's request answered but not yet delivered when the runtime shuts down
+// ends with its answer, not cancelled.
+TEST(Runtime, ShutdownDeliversAnAnswerAlreadyGivenToAnAgentsRequest) {
+  Fixture f;
+  Slow slow;
+  slow.delay = tern::seconds(100);  // the test answers through slow.kept itself
+  auto s = f.rt.spawn(slow, {.name = "slow"});
+  ASSERT_TRUE(s.ok());
+  Outcome o;
+  struct Asker : tern::Agent {
+    AgentId target = 0;
+    Outcome* o = nullptr;
+    void on_start(Context& ctx) override {
+      (void)ctx.request(target, value(5), {.timeout = tern::seconds(10)}, record(o));
+    }
+  } asker;
+  asker.target = *s;
+  asker.o = &o;
+  ASSERT_TRUE(f.rt.spawn(asker, {.name = "asker"}).ok());
+  f.run();  // slow holds the Reply
+  ASSERT_EQ(slow.kept.ok(value(6)), Errc::ok);  // waits for a dispatch pass
+  f.rt.shutdown();
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.v, 6);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+}
+
 TEST(Runtime, DroppedReplyAnswersNoReplyAtOnce) {
   Fixture f;
   struct Forgetful : tern::Agent {
@@ -497,6 +560,8 @@ TEST(Runtime, EscalationStopsAGroupMemberInItsHandlerOnlyAfterTheHandlerReturns)
   EXPECT_EQ(f.rt.state(*ia), tern::AgentState::stopped);
   EXPECT_EQ(f.rt.state(*ib), tern::AgentState::stopped);
   EXPECT_EQ(f.rt.stats().restarts, 0u);
+  Recorder late;  // the group stays stopped: nothing new joins it
+  EXPECT_EQ(f.rt.spawn(late, {.name = "late", .group = 1}).error(), Errc::closed);
 }
 
 // Two answers wait for the same dispatch pass; the first one's callback shuts the

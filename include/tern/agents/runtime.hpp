@@ -78,7 +78,8 @@ class Runtime {
 
   // Adds `agent` and runs its on_start now. The object must outlive the runtime.
   // Errors: full (no agent slot, or not enough message nodes for the mailbox),
-  // invalid_argument (mailbox 0), shutdown.
+  // invalid_argument (mailbox 0), closed (its group escalated and stays stopped),
+  // shutdown.
   Result<AgentId> spawn(Agent& agent, const AgentOptions& options = AgentOptions{});
 
   // The same as Context's, for code outside agents (sender kNoAgent).
@@ -211,8 +212,9 @@ class Runtime {
   };
   // One per pending-table slot: whom the request in that slot went to, and its answer
   // while the answer waits for the next dispatch pass. Waiting answers form a FIFO linked
-  // through `next`. One answer per slot is enough: a live request has one Reply, and an
-  // answer still waiting from an earlier request in the slot is late by then.
+  // through `next`. One answer per slot is enough: a live request is answered once (a
+  // second Reply's answer is late), and an answer still waiting from an earlier request
+  // in the slot is late by then.
   struct RequestSlot {
     [[no_unique_address]] Message answer;  // the rest fit in its tail padding on 32-bit
     bool answered = false;
@@ -224,7 +226,7 @@ class Runtime {
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
   bool cancel_timer(AgentTimerId id);
   static void on_agent_timer(void* context);
-  void answer(Message msg);
+  Errc answer(Message msg);
   void settle(Message&& answer);
   Message take_answer(NodeIndex i);
   void drop_answers(bool deliver);
