@@ -614,11 +614,16 @@ struct HttpClient::Impl {
   bool retry_instead(Request& q, const Result<HttpResponse>& outcome, bool may_retry) {
     Errc e = outcome.ok() ? (outcome->status >= 500 ? Errc::failed : Errc::ok) : outcome.error();
     Instant now = reactor.now();
-    if (config.breakers && e != Errc::cancelled && e != Errc::shutdown &&
-        (e == Errc::ok || q.reached_origin)) {
+    if (config.breakers) {
+      // Every try was admitted by the breaker and reports exactly once; one that ended
+      // saying nothing about the origin gives its half-open trial back.
+      const bool says_something =
+          e != Errc::cancelled && e != Errc::shutdown && (e == Errc::ok || q.reached_origin);
       char key[kBreakerKeyMax + 1];
       if (origin_key(q.origin(), key, sizeof key)) {
-        if (e == Errc::ok) {
+        if (!says_something) {
+          (void)config.breakers->record_abandoned(std::string_view(key));
+        } else if (e == Errc::ok) {
           (void)config.breakers->record_success(std::string_view(key), now);
         } else {
           (void)config.breakers->record_failure(std::string_view(key), now);

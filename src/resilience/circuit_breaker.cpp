@@ -117,14 +117,19 @@ void CircuitBreaker::record_failure(Instant now) {
       ++counters_.ignored;
       return;
     case BreakerState::half_open:
-      if (trials_admitted_ == 0) {
-        ++counters_.ignored;
+      if (trial_successes_ >= trials_admitted_) {
+        ++counters_.ignored;  // no trial outstanding: a call admitted before it opened
         return;
       }
       ++counters_.failures;
       enter(BreakerState::open, now);
       return;
   }
+}
+
+void CircuitBreaker::record_abandoned() {
+  ++counters_.abandoned;
+  if (state_ == BreakerState::half_open && trials_admitted_ > trial_successes_) --trials_admitted_;
 }
 
 BreakerState CircuitBreaker::state(Instant now) {
@@ -353,6 +358,13 @@ Errc BreakerSetBase::record_failure(BreakerKey key, Instant now) {
   CircuitBreaker* b = find(key);
   if (b == nullptr) return Errc::not_found;
   b->record_failure(now);
+  return Errc::ok;
+}
+
+Errc BreakerSetBase::record_abandoned(BreakerKey key) {
+  CircuitBreaker* b = find(key);
+  if (b == nullptr) return Errc::not_found;
+  b->record_abandoned();
   return Errc::ok;
 }
 

@@ -1668,6 +1668,34 @@ TEST_F(HttpClientResilience, HangingTryEndsAtTheAttemptTimeoutAndIsRetried) {
   expect_quiescent(client);
 }
 
+// The half-open trial is a request its client cancels (here: destroys) before any
+// answer: the trial is given back, and the next request probes the origin at once.
+TEST_F(HttpClientResilience, CancelledHalfOpenTrialGivesTheTrialBack) {
+  tern::BreakerSet<4> breakers(tern::BreakerConfig{.failure_threshold = 1,
+                                                   .open_duration = tern::ms(200),
+                                                   .half_open_calls = 1});
+  config_.breakers = &breakers;
+  {
+    HttpClient client(reactor_, config_);
+    EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);  // opens
+  }
+  run_for(std::chrono::milliseconds(400));  // half-open is due
+  Outcome trial;
+  {
+    HttpClient client(reactor_, config_);
+    std::string u = url("good", "/fault/delay?ms=3000");
+    HttpRequest req;
+    req.url = u;
+    ASSERT_EQ(client.request(req, capture(&trial)), Errc::ok);  // admitted as the trial
+    run_for(std::chrono::milliseconds(50));
+  }  // cancelled with the client
+  EXPECT_EQ(trial.err, Errc::cancelled);
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/health"));
+  EXPECT_EQ(o.err, Errc::ok);  // not circuit_open
+  EXPECT_EQ(o.status, 200);
+}
+
 // Requests that time out in the client's own queue never reached the origin: they do
 // not count against its breaker, which stays closed for the next request.
 TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {

@@ -144,6 +144,42 @@ TEST(CircuitBreaker, HalfOpenClosesOnlyWhenAllPTrialsSucceed) {
   EXPECT_EQ(b.counters().ignored, 1u);
 }
 
+// A failure of a call admitted while closed, reported after the half-open trials have
+// all reported, says nothing about the probe: ignored, like a late success.
+TEST(CircuitBreaker, StaleFailureWithNoTrialOutstandingIsIgnored) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  c.half_open_calls = 2;
+  CircuitBreaker b(c);
+  ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);  // X: admitted while closed, still out
+  ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);
+  b.record_failure(at_ms(0));  // opens
+  ASSERT_EQ(b.allow(at_ms(60000)), Errc::ok);  // trial 1
+  b.record_success(at_ms(60000));
+  b.record_failure(at_ms(60000));  // X's outcome arrives
+  EXPECT_EQ(b.state(at_ms(60000)), BreakerState::half_open);
+  EXPECT_EQ(b.counters().ignored, 1u);
+}
+
+// A half-open trial that ends without an outcome (its caller cancelled it) gives the
+// trial back: the next call probes at once instead of after another open duration.
+TEST(CircuitBreaker, AbandonedTrialIsGivenBack) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  CircuitBreaker b(c);
+  ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);
+  b.record_failure(at_ms(0));
+  ASSERT_EQ(b.allow(at_ms(60000)), Errc::ok);  // the trial
+  EXPECT_EQ(b.allow(at_ms(60001)), Errc::circuit_open);
+  b.record_abandoned();
+  EXPECT_EQ(b.counters().abandoned, 1u);
+  ASSERT_EQ(b.allow(at_ms(60002)), Errc::ok);  // a new trial
+  b.record_success(at_ms(60003));
+  EXPECT_EQ(b.state(at_ms(60003)), BreakerState::closed);
+  b.record_abandoned();  // closed: nothing changes
+  EXPECT_EQ(b.state(at_ms(60003)), BreakerState::closed);
+}
+
 TEST(CircuitBreaker, FailureRateTripsOnlyOnceMinimumCallsWereSeen) {
   CircuitBreaker b(BreakerConfig{.failure_threshold = 0, .window = 10, .min_calls = 6,
                                  .failure_rate_percent = 50});

@@ -11,7 +11,8 @@
 //   (void)breakers.record_success("retriever", now, elapsed);  // or record_failure()
 //
 // Every call that allow() admitted must be followed by exactly one record_*(): the
-// half-open state counts its trials by them. See examples/scenario_rag.
+// half-open state counts its trials by them. A call that ended saying nothing about the
+// target (cancelled, never sent) reports record_abandoned(). See examples/scenario_rag.
 #pragma once
 
 #include <concepts>
@@ -62,6 +63,7 @@ struct BreakerCounters {
   std::uint64_t ignored = 0;         // outcomes that arrived while open, or with no trial
                                      // outstanding in half_open (calls admitted earlier)
   std::uint64_t trials_expired = 0;  // half-open trials that never reported (see allow())
+  std::uint64_t abandoned = 0;       // admitted calls reported by record_abandoned()
   std::uint64_t opened = 0;          // transitions into open
   std::uint64_t half_opened = 0;     // ... into half_open
   std::uint64_t closed = 0;          // ... into closed
@@ -86,8 +88,12 @@ class CircuitBreaker {
   // recorded as a failure instead. In half_open, the P-th trial success closes it.
   void record_success(Instant now, Duration elapsed = Duration::zero());
   // The admitted call failed. In closed this may open the breaker; in half_open it opens
-  // again at once.
+  // again at once (unless no trial is outstanding: a call admitted before, ignored).
   void record_failure(Instant now);
+  // The admitted call ended without an outcome that says anything about the target
+  // (cancelled by its caller, never sent): in half_open its trial is given back, so
+  // the next call may probe at once; otherwise nothing changes.
+  void record_abandoned();
 
   // The state at `now`: an open breaker whose open duration has passed turns half_open.
   BreakerState state(Instant now);
@@ -192,6 +198,7 @@ class BreakerSetBase {
   // added).
   Errc record_success(BreakerKey key, Instant now, Duration elapsed = Duration::zero());
   Errc record_failure(BreakerKey key, Instant now);
+  Errc record_abandoned(BreakerKey key);
   // The target's state at `now`. Errors: not_found.
   Result<BreakerState> state(BreakerKey key, Instant now);
 
