@@ -697,6 +697,38 @@ TEST(Retrier, EndingReleasesWhatTheCallbacksCaptured) {
   EXPECT_EQ(live, 0);  // both released when it ended, not when the slot is reused
 }
 
+// The attempt's captures are destroyed when the operation ends; a destructor that
+// calls back into the retrier (cancel_all) finds the operation already retired.
+TEST(Retrier, AttemptCaptureWhoseDestructorCallsBackInEndsItOnce) {
+  Fixture f;
+  Retrier<int, 2> retrier(f.reactor, f.rng);
+  Upstream up(f.clock);
+  Outcome o;
+  struct Guard {
+    Retrier<int, 2>* r;
+    bool live = true;
+    explicit Guard(Retrier<int, 2>* p) : r(p) {}
+    Guard(Guard&& g) noexcept : r(g.r), live(g.live) { g.live = false; }
+    ~Guard() {
+      if (live) {
+        live = false;
+        (void)r->cancel_all();
+      }
+    }
+  };
+  auto id = retrier.start(fixed_policy(), f.now() + seconds(10),
+                          [g = Guard(&retrier), u = &up](const AttemptContext<int>& a) {
+                            u->attempt()(a);
+                          },
+                          o.done());
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(retrier.cancel(*id), Errc::ok);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::cancelled);
+  EXPECT_EQ(retrier.in_use(), 0u);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 TEST(Retrier, StartFromOnDoneDuringDestructionIsRefused) {
   Fixture f;
   Upstream up(f.clock);

@@ -68,10 +68,13 @@ class InplaceFunction<R(Args...), Bytes> {
     return invoke_(&storage_, std::forward<Args>(args)...);
   }
 
+  // Empty before the held callable's destructor runs, so that destructor may reset or
+  // test this function again without destroying it twice.
   void reset() {
-    if (manage_) manage_(nullptr, &storage_);
+    auto manage = manage_;
     invoke_ = nullptr;
     manage_ = nullptr;
+    if (manage) manage(nullptr, &storage_);
   }
 
  private:

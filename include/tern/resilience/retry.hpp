@@ -498,7 +498,8 @@ class RetrierBase {
     wheel().cancel(s.timer);
     release_held(s);
     Done cb = std::move(s.on_done);
-    s.attempt = nullptr;  // empty if a try is running: it was moved out (run_attempt)
+    // Destroyed only once the slot is retired (below): its destructor is user code too.
+    Attempt attempt = std::move(s.attempt);  // empty if a try is running (run_attempt)
     s.active = false;
     s.owner = nullptr;
     s.budget = nullptr;
@@ -516,6 +517,7 @@ class RetrierBase {
     } else {
       ++stats_.failed;
     }
+    attempt = nullptr;  // its captures' destructors may call back in: the slot is retired
     cb(std::move(outcome));
   }
 
