@@ -87,6 +87,29 @@ TEST(PriorityRing, CapacityIsSharedAndFullKeepsContents) {
   EXPECT_EQ(*q.pop(), 1);
 }
 
+// A refused push leaves the caller's item alone, even one passed with std::move.
+TEST(PriorityRing, RefusedPushDoesNotTakeTheItem) {
+  struct Token {
+    int v = 0;
+    explicit Token(int x) : v(x) {}
+    Token(Token&& o) noexcept : v(o.v) { o.v = 0; }
+    Token& operator=(Token&& o) noexcept {
+      v = o.v;
+      o.v = 0;
+      return *this;
+    }
+  };
+  tern::PriorityRing<Token, 1, 2> q;
+  ASSERT_EQ(q.push(Token(1), 0), Errc::ok);
+  Token kept(7);
+  EXPECT_EQ(q.push(std::move(kept), 1), Errc::full);
+  EXPECT_EQ(kept.v, 7);
+  EXPECT_EQ(q.pop()->v, 1);
+  EXPECT_EQ(q.push(std::move(kept), 1), Errc::ok);
+  EXPECT_EQ(kept.v, 0);
+  EXPECT_EQ(q.pop()->v, 7);
+}
+
 TEST(PriorityRing, TakeFirstSearchesHighestLevelFirst) {
   tern::PriorityRing<int, 8, 3> q;
   ASSERT_EQ(q.push(4, 0), Errc::ok);

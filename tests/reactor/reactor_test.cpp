@@ -174,6 +174,22 @@ TEST(Reactor, InboxDeliversInOrderAndReportsFull) {
   EXPECT_EQ(inbox.rejected(), 3u);
 }
 
+TEST(Reactor, InboxRefusedPushDoesNotTakeTheItem) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int ran = 0;
+  tern::Inbox<Reactor::Callback, 1> inbox(r, [](Reactor::Callback& cb) { cb(); });
+  ASSERT_EQ(inbox.push(Reactor::Callback([&] { ++ran; })), Errc::ok);
+  Reactor::Callback kept([&] { ran += 10; });
+  EXPECT_EQ(inbox.push(std::move(kept)), Errc::full);
+  EXPECT_TRUE(static_cast<bool>(kept));  // still the caller's
+  r.run_until_idle();
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(inbox.push(std::move(kept)), Errc::ok);
+  r.run_until_idle();
+  EXPECT_EQ(ran, 11);
+}
+
 TEST(Reactor, CallInboxRunsCallsOnTheReactor) {
   ManualClock clock;
   Reactor r(manual(clock));

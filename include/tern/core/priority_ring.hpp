@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #include "tern/core/errc.hpp"
@@ -44,9 +45,12 @@ class PriorityRing {
   std::uint64_t rejected() const { return rejected_; }
   std::size_t size_at(unsigned level) const { return level < Levels ? per_level_[level] : 0; }
 
-  // Appends to `level` (0 = lowest priority). Errors: full (nothing changed),
-  // invalid_argument (level >= Levels).
-  [[nodiscard]] Errc push(T item, unsigned level = 0) {
+  // Appends to `level` (0 = lowest priority). Errors: full (nothing changed, `item`
+  // not taken), invalid_argument (level >= Levels).
+  // `item` is anything T is made from; it is used only when there is room.
+  template <typename U>
+    requires std::is_constructible_v<T, U&&>
+  [[nodiscard]] Errc push(U&& item, unsigned level = 0) {
     if (level >= Levels) return Errc::invalid_argument;
     if (free_ == kNil) {
       ++rejected_;
@@ -54,7 +58,7 @@ class PriorityRing {
     }
     Index i = free_;
     free_ = next_[i];
-    new (slot(i)) T(std::move(item));
+    new (slot(i)) T(std::forward<U>(item));
     next_[i] = kNil;
     if (tail_[level] == kNil) {
       head_[level] = i;

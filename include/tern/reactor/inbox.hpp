@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #include "tern/core/errc.hpp"
@@ -65,13 +66,17 @@ class Inbox final : public InboxBase {
 
   // Producer side (one thread or one interrupt priority). Errors: full (counted; the
   // item is not taken and nothing queued is lost).
-  [[nodiscard]] Errc push(T item) {
+  // `item` is anything T is made from (a T, moved or copied; a lambda for a callback;
+  // a volatile register value); it is used only when there is room.
+  template <typename U>
+    requires std::is_constructible_v<T, U&&>
+  [[nodiscard]] Errc push(U&& item) {
     std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     if (distance(head_.load(std::memory_order_acquire), tail) >= N) {
       count_rejected();
       return Errc::full;
     }
-    new (slot(tail)) T(std::move(item));
+    new (slot(tail)) T(std::forward<U>(item));
     tail_.store(step(tail), std::memory_order_release);
     notify();
     return Errc::ok;

@@ -154,7 +154,8 @@ class Coalescer {
   // (it may also answer at once). `upstream` is not stored; it is not called
   // when joining.
   //
-  // on_done runs exactly once, never inside get(): with a copy of the
+  // on_done runs exactly once, never inside get() (unless `upstream` itself
+  // cancels this waiter: then at once, there): with a copy of the
   // upstream's value, its error, Errc::timeout at this waiter's own deadline
   // (the call and the other waiters go on), or Errc::cancelled. An answer given
   // inside `upstream` is delivered on the next turn, and get()s for the key
