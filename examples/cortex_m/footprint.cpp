@@ -9,9 +9,11 @@
 //
 // and, for the knobs the issue does not name, the small values an agents-only firmware
 // would pick: 16 agent timers (Context::after), 16 posted calls, 8 topics, 2 wildcard
-// subscriptions, 1 watch slot (the port's maximum).
+// subscriptions, 1 watch slot (the port's maximum). It then measures a smaller
+// configuration the same way (kSmall: 8-message mailboxes, 16 requests, 32 reactor
+// timers, 16 payload buffers), which docs/FOOTPRINT.md quotes as what fits in 16 KB.
 //
-// What it measures, in this order:
+// What it measures, for each configuration, in this order:
 //   1. newlib's own heap (stdio buffers, taken at the first printf): not tern's;
 //   2. the Reactor and the Runtime, constructed in static storage (.bss) so that
 //      sizeof() is the RAM they take, plus every byte they request from the heap at
@@ -387,7 +389,7 @@ Measured measure(const Config& k) {
 int main() {
   // 1. newlib's own heap: semihosting handles and the stdio buffers at the first printf.
   const std::size_t sbrk_at_main = tern::cortex_m::heap_used();
-  std::printf("tern footprint, reference configuration, Cortex-M3 (mps2-an385)\n");
+  std::printf("tern footprint, reference and small configurations, Cortex-M3 (mps2-an385)\n");
   const std::size_t sbrk_newlib = tern::cortex_m::heap_used();
   const std::size_t inuse_newlib = heap_in_use().in_use;
 
