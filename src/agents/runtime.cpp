@@ -157,9 +157,7 @@ Message Runtime::take_answer(NodeIndex i) {
   if (answers_head_ == kNil) answers_tail_ = kNil;
   r.next = kNil;
   r.answered = false;
-  Message answer = static_cast<Message&&>(r.answer);
-  r.answer = Message{};
-  return answer;
+  return static_cast<Message&&>(r.answer);  // moved from: holds no payload any more
 }
 
 // Empties the answer queue. `deliver`: a request still pending ends with its answer
@@ -491,7 +489,8 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   if (!on_reply) return Errc::invalid_argument;
   // A stopping agent starts nothing: its on_stop and the cancellations run after its
   // requests were cancelled, so a new one would outlive the stop.
-  if (const AgentSlot* f = slot(from); f && (f->state != AgentState::running || f->stop_pending)) {
+  AgentSlot* const requester = slot(from);
+  if (requester && (requester->state != AgentState::running || requester->stop_pending)) {
     return Errc::closed;
   }
   AgentSlot* target = slot(to);
@@ -518,10 +517,11 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
         CorrelationScope scope(*this, pending_.finishing());
         cb(std::move(r));
       },
-      from == kNoAgent ? nullptr : &agents_[from]);
+      requester);
   if (!id) return id.error();
-  requests_[id->slot()].target = to;
-  requests_[id->slot()].requester = from;
+  RequestSlot& r = requests_[id->slot()];
+  r.target = to;
+  r.requester = from;
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
@@ -529,7 +529,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                          .kind = MessageKind::request,
                          .priority = static_cast<std::int8_t>(
                              options.priority < kPriorityLevels ? options.priority : kPriorityLevels - 1)});
-  if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
+  if (requester) ++requester->counters.messages_out;
   return id;
 }
 

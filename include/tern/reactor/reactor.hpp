@@ -192,7 +192,6 @@ class Reactor {
   void inbox_notified();
   std::size_t drain_inboxes();
   std::size_t run_posted();
-  std::size_t turn(Duration max_wait);
   std::size_t run_due(Instant t);
   bool runnable_now() const;
 
