@@ -176,7 +176,8 @@ class ScenarioGenerator : public tern::Agent {
   // breaker fails the try at once with circuit_open, which is not retried.
   void attempt(tern::AgentId self, std::size_t i, const Retrier::Context& a) {
     tern::Instant now = rt_.reactor().now();
-    tern::Errc allowed = breakers_.allow(retriever, now);
+    std::uint32_t period = 0;  // for record_abandoned(): which trials this try belongs to
+    tern::Errc allowed = breakers_.allow(retriever, now, &period);
     if (allowed != tern::Errc::ok) {
       (void)a.report(allowed);
       return;
@@ -189,16 +190,21 @@ class ScenarioGenerator : public tern::Agent {
     tickets_[i] = a.ticket;
     std::uint16_t attempt_no = a.number;
     auto r = rt_.request_from(self, retriever, q, {.timeout = a.timeout},
-                              [this, i, attempt_no](tern::Result<tern::Message> docs) {
+                              [this, i, period, attempt_no](tern::Result<tern::Message> docs) {
                                 tern::Instant at = rt_.reactor().now();
                                 if (docs.ok()) {
                                   (void)breakers_.record_success(retriever, at);
                                 } else if (docs.error() != tern::Errc::cancelled) {
                                   (void)breakers_.record_failure(retriever, at);
+                                } else {
+                                  (void)breakers_.record_abandoned(retriever, period);
                                 }
                                 if (tickets_[i].attempt() == attempt_no) (void)tickets_[i].report(std::move(docs));
                               });
-    if (!r) (void)a.report(r.error());
+    if (!r) {
+      (void)breakers_.record_abandoned(retriever, period);  // admitted, never sent
+      (void)a.report(r.error());
+    }
   }
 
   static tern::Message scenario(std::int64_t query, std::int64_t documents) {

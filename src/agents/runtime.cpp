@@ -160,13 +160,14 @@ Message Runtime::take_answer(NodeIndex i) {
   return static_cast<Message&&>(r.answer);  // moved from: holds no payload any more
 }
 
-// Empties the answer queue. `deliver`: a request still pending ends with its answer
-// (shutdown: the answer exists, so that is its one outcome); answers to requests that
-// already ended are dropped without counting (their requester stopped).
+// Empties the answer queue. `deliver` (shutdown): each answer is settled as a dispatch
+// pass would — a request still pending ends with it (the answer exists, so that is its
+// one outcome), one that already ended counts it late. Otherwise (the destructor, after
+// shutdown) they are dropped.
 void Runtime::drop_answers(bool deliver) {
   while (answers_head_ != kNil) {
     Message answer = take_answer(answers_head_);
-    if (deliver && pending_.pending(answer.correlation)) settle(static_cast<Message&&>(answer));
+    if (deliver) settle(static_cast<Message&&>(answer));
   }
 }
 

@@ -352,6 +352,7 @@ struct HttpClient::Impl {
     // no local shortage (a watch slot) ended it: only then does its failure count
     // against the origin's breaker. A request that times out in the queue did not.
     bool reached_origin = false;
+    std::uint32_t breaker_period = 0;  // what the breaker noted when it admitted this try
     HttpCallback cb;
     Timer deadline;
     Timer retry_timer;      // the backoff before the next try (HttpClientConfig::retry)
@@ -557,7 +558,7 @@ struct HttpClient::Impl {
     w.put(in.body);
     if (w.overflow) return reject(Errc::too_large);
     // Last of all, so a half-open breaker's trial goes to a request that is accepted.
-    if (!breaker_allows(url.origin.view())) return reject(Errc::circuit_open);
+    if (!breaker_allows(url.origin.view(), *q)) return reject(Errc::circuit_open);
 
     q->state = ReqState::queued;
     q->tls = url.origin.tls;
@@ -622,7 +623,7 @@ struct HttpClient::Impl {
       char key[kBreakerKeyMax + 1];
       if (origin_key(q.origin(), key, sizeof key)) {
         if (!says_something) {
-          (void)config.breakers->record_abandoned(std::string_view(key));
+          (void)config.breakers->record_abandoned(std::string_view(key), q.breaker_period);
         } else if (e == Errc::ok) {
           (void)config.breakers->record_success(std::string_view(key), now);
         } else {
@@ -666,12 +667,15 @@ struct HttpClient::Impl {
     q.conn = nullptr;
   }
 
-  // Asks the origin's breaker (if any) to admit one request; counts a refusal.
-  bool breaker_allows(const OriginView& o) {
+  // Asks the origin's breaker (if any) to admit one try of `q`; counts a refusal.
+  bool breaker_allows(const OriginView& o, Request& q) {
     if (!config.breakers) return true;
     char key[kBreakerKeyMax + 1];
     if (!origin_key(o, key, sizeof key)) return true;
-    if (config.breakers->allow(std::string_view(key), reactor.now()) != Errc::circuit_open) return true;
+    if (config.breakers->allow(std::string_view(key), reactor.now(), &q.breaker_period) !=
+        Errc::circuit_open) {
+      return true;
+    }
     ++stats.circuit_open;
     return false;
   }
@@ -681,7 +685,7 @@ struct HttpClient::Impl {
     Impl& impl = *q.impl;
     Guard g(&impl);
     if (q.state != ReqState::backing_off) return;
-    if (!impl.breaker_allows(q.origin())) {
+    if (!impl.breaker_allows(q.origin(), q)) {
       // The origin's breaker opened while we waited: no further tries.
       impl.finish(q, Errc::circuit_open, false);
       return;

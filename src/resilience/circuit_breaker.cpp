@@ -40,12 +40,13 @@ CircuitBreaker::CircuitBreaker(const BreakerConfig& config) : config_(config) {
   if (validate(config) != Errc::ok) panic("CircuitBreaker: invalid config");
 }
 
-Errc CircuitBreaker::allow(Instant now) {
+Errc CircuitBreaker::allow(Instant now, std::uint32_t* admitted_in) {
   // The observer may call back in: the switch reads what enter() left.
   if (state_ == BreakerState::open && now >= open_until_) enter(BreakerState::half_open, now);
   switch (state_) {
     case BreakerState::closed:
       ++counters_.admitted;
+      if (admitted_in) *admitted_in = trial_period_;
       return Errc::ok;
     case BreakerState::open:
       ++counters_.rejected;
@@ -57,11 +58,13 @@ Errc CircuitBreaker::allow(Instant now) {
         ++counters_.trials_expired;
         trials_admitted_ = 0;
         trial_successes_ = 0;
+        ++trial_period_;
         half_open_since_ = now;
       }
       if (trials_admitted_ < config_.half_open_calls) {
         ++trials_admitted_;
         ++counters_.admitted;
+        if (admitted_in) *admitted_in = trial_period_;
         return Errc::ok;
       }
       ++counters_.rejected;
@@ -127,9 +130,12 @@ void CircuitBreaker::record_failure(Instant now) {
   }
 }
 
-void CircuitBreaker::record_abandoned() {
+void CircuitBreaker::record_abandoned(std::uint32_t admitted_in) {
   ++counters_.abandoned;
-  if (state_ == BreakerState::half_open && trials_admitted_ > trial_successes_) --trials_admitted_;
+  if (state_ == BreakerState::half_open && admitted_in == trial_period_ &&
+      trials_admitted_ > trial_successes_) {
+    --trials_admitted_;
+  }
 }
 
 BreakerState CircuitBreaker::state(Instant now) {
@@ -181,6 +187,7 @@ void CircuitBreaker::enter(BreakerState to, Instant now) {
   state_ = to;
   trials_admitted_ = 0;
   trial_successes_ = 0;
+  ++trial_period_;
   switch (to) {
     case BreakerState::open:
       ++counters_.opened;
@@ -339,10 +346,10 @@ Errc BreakerSetBase::erase(BreakerKey key) {
   return Errc::ok;
 }
 
-Errc BreakerSetBase::allow(BreakerKey key, Instant now) {
+Errc BreakerSetBase::allow(BreakerKey key, Instant now, std::uint32_t* admitted_in) {
   Result<Entry*> e = find_or_insert(key);
   if (!e) return e.error();
-  const Errc r = (*e)->breaker.allow(now);
+  const Errc r = (*e)->breaker.allow(now, admitted_in);
   if (r == Errc::circuit_open) ++stats_.rejected;
   return r;
 }
@@ -361,10 +368,10 @@ Errc BreakerSetBase::record_failure(BreakerKey key, Instant now) {
   return Errc::ok;
 }
 
-Errc BreakerSetBase::record_abandoned(BreakerKey key) {
+Errc BreakerSetBase::record_abandoned(BreakerKey key, std::uint32_t admitted_in) {
   CircuitBreaker* b = find(key);
   if (b == nullptr) return Errc::not_found;
-  b->record_abandoned();
+  b->record_abandoned(admitted_in);
   return Errc::ok;
 }
 

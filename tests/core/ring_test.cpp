@@ -108,6 +108,17 @@ TEST(PriorityRing, RefusedPushDoesNotTakeTheItem) {
   EXPECT_EQ(q.push(std::move(kept), 1), Errc::ok);
   EXPECT_EQ(kept.v, 0);
   EXPECT_EQ(q.pop()->v, 7);
+  // What a by-value push accepted still works: a braced list, a volatile value.
+  struct Pair {
+    int a = 0, b = 0;
+  };
+  tern::PriorityRing<Pair, 2, 2> pairs;
+  EXPECT_EQ(pairs.push({1, 2}, 1), Errc::ok);
+  EXPECT_EQ(pairs.pop()->b, 2);
+  tern::PriorityRing<int, 2, 2> ints;
+  volatile int reg = 5;
+  EXPECT_EQ(ints.push(reg), Errc::ok);
+  EXPECT_EQ(*ints.pop(), 5);
 }
 
 TEST(PriorityRing, TakeFirstSearchesHighestLevelFirst) {

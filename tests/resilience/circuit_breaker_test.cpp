@@ -169,15 +169,33 @@ TEST(CircuitBreaker, AbandonedTrialIsGivenBack) {
   CircuitBreaker b(c);
   ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);
   b.record_failure(at_ms(0));
-  ASSERT_EQ(b.allow(at_ms(60000)), Errc::ok);  // the trial
+  std::uint32_t trial = 0;
+  ASSERT_EQ(b.allow(at_ms(60000), &trial), Errc::ok);  // the trial
   EXPECT_EQ(b.allow(at_ms(60001)), Errc::circuit_open);
-  b.record_abandoned();
+  b.record_abandoned(trial);
   EXPECT_EQ(b.counters().abandoned, 1u);
-  ASSERT_EQ(b.allow(at_ms(60002)), Errc::ok);  // a new trial
+  ASSERT_EQ(b.allow(at_ms(60002), &trial), Errc::ok);  // a new trial
   b.record_success(at_ms(60003));
   EXPECT_EQ(b.state(at_ms(60003)), BreakerState::closed);
-  b.record_abandoned();  // closed: nothing changes
+  b.record_abandoned(trial);  // closed: nothing changes
   EXPECT_EQ(b.state(at_ms(60003)), BreakerState::closed);
+}
+
+// A call admitted before the breaker opened and abandoned during half_open is not one
+// of its trials: the trial it would give back is still out, and its failure reopens.
+TEST(CircuitBreaker, AbandonedCallFromAnEarlierPeriodGivesNoTrialBack) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  CircuitBreaker b(c);
+  std::uint32_t early = 0, trial = 0;
+  ASSERT_EQ(b.allow(at_ms(0), &early), Errc::ok);  // R2: waits somewhere
+  ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);          // R1
+  b.record_failure(at_ms(0));                      // R1 fails: open
+  ASSERT_EQ(b.allow(at_ms(60000), &trial), Errc::ok);  // T, the trial
+  b.record_abandoned(early);                       // R2 is cancelled
+  EXPECT_EQ(b.allow(at_ms(60001)), Errc::circuit_open);  // no second trial
+  b.record_failure(at_ms(60002));                  // T fails
+  EXPECT_EQ(b.state(at_ms(60002)), BreakerState::open);
 }
 
 TEST(CircuitBreaker, FailureRateTripsOnlyOnceMinimumCallsWereSeen) {

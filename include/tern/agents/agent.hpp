@@ -37,7 +37,8 @@ class Reply {
   ~Reply();
 
   // Answers with `msg` (kind reply). Returns ok; late if the requester's request already
-  // ended (timeout, cancel, the responder's stop): the answer is dropped and counted;
+  // ended (timeout, cancel, the responder's stop) or another Reply to it (reply_to())
+  // answered first: the answer is dropped and counted;
   // closed if this Reply has already answered or is empty. (A Reply destroyed unsent
   // after its request ended answers nothing and counts nothing.)
   Errc ok(Message msg = Message{});

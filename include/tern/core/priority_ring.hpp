@@ -48,8 +48,8 @@ class PriorityRing {
   // Appends to `level` (0 = lowest priority). Errors: full (nothing changed, `item`
   // not taken), invalid_argument (level >= Levels).
   // `item` is anything T is made from; it is used only when there is room.
-  template <typename U>
-    requires std::is_constructible_v<T, U&&>
+  template <typename U = T>
+    requires std::is_convertible_v<U&&, T>
   [[nodiscard]] Errc push(U&& item, unsigned level = 0) {
     if (level >= Levels) return Errc::invalid_argument;
     if (free_ == kNil) {

@@ -68,8 +68,8 @@ class Inbox final : public InboxBase {
   // item is not taken and nothing queued is lost).
   // `item` is anything T is made from (a T, moved or copied; a lambda for a callback;
   // a volatile register value); it is used only when there is room.
-  template <typename U>
-    requires std::is_constructible_v<T, U&&>
+  template <typename U = T>
+    requires std::is_convertible_v<U&&, T>
   [[nodiscard]] Errc push(U&& item) {
     std::uint32_t tail = tail_.load(std::memory_order_relaxed);
     if (distance(head_.load(std::memory_order_acquire), tail) >= N) {

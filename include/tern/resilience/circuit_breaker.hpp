@@ -12,7 +12,7 @@
 //
 // Every call that allow() admitted must be followed by exactly one record_*(): the
 // half-open state counts its trials by them. A call that ended saying nothing about the
-// target (cancelled, never sent) reports record_abandoned(). See examples/scenario_rag.
+// target (cancelled, never sent) reports record_abandoned() with what allow() noted. See examples/scenario_rag.
 #pragma once
 
 #include <concepts>
@@ -83,7 +83,9 @@ class CircuitBreaker {
   // admits the first P calls. If all P trials were admitted but some never reported
   // within another open duration, they are forgotten and new trials admitted
   // (trials_expired), so a lost outcome cannot wedge the breaker.
-  Errc allow(Instant now);
+  // `admitted_in` (optional): where to note the admitting trial period, for
+  // record_abandoned().
+  Errc allow(Instant now, std::uint32_t* admitted_in = nullptr);
   // The admitted call succeeded after `elapsed`; a success slower than slow_call is
   // recorded as a failure instead. In half_open, the P-th trial success closes it.
   void record_success(Instant now, Duration elapsed = Duration::zero());
@@ -91,9 +93,10 @@ class CircuitBreaker {
   // again at once (unless no trial is outstanding: a call admitted before, ignored).
   void record_failure(Instant now);
   // The admitted call ended without an outcome that says anything about the target
-  // (cancelled by its caller, never sent): in half_open its trial is given back, so
-  // the next call may probe at once; otherwise nothing changes.
-  void record_abandoned();
+  // (cancelled by its caller, never sent). `admitted_in`: what allow() noted for it. If
+  // it was a trial of the current half-open period, the trial is given back, so the
+  // next call may probe at once; otherwise nothing changes.
+  void record_abandoned(std::uint32_t admitted_in);
 
   // The state at `now`: an open breaker whose open duration has passed turns half_open.
   BreakerState state(Instant now);
@@ -139,6 +142,7 @@ class CircuitBreaker {
   std::uint16_t consecutive_ = 0;
   std::uint16_t trials_admitted_ = 0;
   std::uint16_t trial_successes_ = 0;
+  std::uint32_t trial_period_ = 0;  // bumped whenever a new set of trials may start
   std::uint8_t notifying_ = 0;
   BreakerState state_ = BreakerState::closed;
 };
@@ -193,12 +197,12 @@ class BreakerSetBase {
   // Returns ok or circuit_open; full (unknown target, every entry in use: counted,
   // nothing else changes), too_large (key longer than kBreakerKeyMax), invalid_argument
   // (empty text key).
-  Errc allow(BreakerKey key, Instant now);
+  Errc allow(BreakerKey key, Instant now, std::uint32_t* admitted_in = nullptr);
   // CircuitBreaker::record_*() for `key`. Errors: not_found (unknown target: nothing is
   // added).
   Errc record_success(BreakerKey key, Instant now, Duration elapsed = Duration::zero());
   Errc record_failure(BreakerKey key, Instant now);
-  Errc record_abandoned(BreakerKey key);
+  Errc record_abandoned(BreakerKey key, std::uint32_t admitted_in);
   // The target's state at `now`. Errors: not_found.
   Result<BreakerState> state(BreakerKey key, Instant now);
 

@@ -498,8 +498,6 @@ class RetrierBase {
     wheel().cancel(s.timer);
     release_held(s);
     Done cb = std::move(s.on_done);
-    // Destroyed only once the slot is retired (below): its destructor is user code too.
-    Attempt attempt = std::move(s.attempt);  // empty if a try is running (run_attempt)
     s.active = false;
     s.owner = nullptr;
     s.budget = nullptr;
@@ -508,6 +506,9 @@ class RetrierBase {
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;
+    // Taken out (and below destroyed) only now that the slot is retired: moving and
+    // destroying its captures is user code too. Empty if a try is running (run_attempt).
+    Attempt attempt = std::move(s.attempt);
     if (outcome.ok()) {
       ++stats_.succeeded;
     } else if (outcome.error() == Errc::timeout) {
