@@ -37,18 +37,25 @@ volatile std::uint64_t g_ticks = 0;
 volatile std::uint32_t g_systick_count = 0;
 volatile std::uint32_t g_wfi_count = 0;
 volatile std::uint32_t g_periodic_count = 0;
+bool g_clock_started = false;  // SysTick programmed by start_clock()
 void (*volatile g_periodic_handler)() = nullptr;
 
 }  // namespace
 
 namespace cortex_m::internal {
 
+// Programs SysTick once, whatever state it is in: after reset its counter is UNKNOWN,
+// and a bootloader may have left it running with another reload.
 void start_clock() {
-  if (reg(kSysTickCsr) & kSysTickEnable) return;
+  if (g_clock_started) return;
+  reg(kSysTickCsr) = 0;
   reg(kSysTickRvr) = kSysTickReload;
   reg(kSysTickCvr) = 0;  // any write clears it: the first tick is a whole one
   reg(kSysTickCsr) = kSysTickCpuClock | kSysTickTickInt | kSysTickEnable;
+  g_clock_started = true;
 }
+
+void forget_clock_for_tests() { g_clock_started = false; }
 
 }  // namespace cortex_m::internal
 
@@ -70,6 +77,9 @@ void destroy(detail::PortState& s) { s.owner = nullptr; }
 // after the reload. Interrupts masked for more than one whole tick lose ticks
 // (the pending bit counts only one), so time runs slow but never backwards.
 Instant clock_now() {
+  // A Reactor reads the clock (for its wheel) before port::init(): on a board with its
+  // own startup code, that first read is what starts SysTick.
+  if (!g_clock_started) [[unlikely]] cortex_m::internal::start_clock();
   const std::uint32_t primask = irq_save();
   std::uint64_t ticks = g_ticks;
   std::uint32_t counter = reg(hw::kSysTickCvr);
@@ -78,6 +88,7 @@ Instant clock_now() {
     ++ticks;
   }
   irq_restore(primask);
+  if (counter > kSysTickReload) counter = kSysTickReload;  // never more than a tick
   const std::uint32_t into_tick =
       kSysTickReload - counter;  // cycles, 0..reload
   return Instant(static_cast<std::int64_t>(ticks * cortex_m::kTickUs +
@@ -130,6 +141,7 @@ namespace cortex_m {
 
 Errc start_periodic_irq(Duration period, void (*handler)()) {
   if (handler == nullptr || period.us <= 0) return Errc::invalid_argument;
+  if (std::uint64_t(period.us) > 0x100000000ull / kCyclesPerUs) return Errc::invalid_argument;
   const std::uint64_t cycles = std::uint64_t(period.us) * kCyclesPerUs;
   if (cycles > 0x100000000ull) return Errc::invalid_argument;
   stop_periodic_irq();

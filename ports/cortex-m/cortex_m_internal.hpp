@@ -60,8 +60,11 @@ inline int semihost(int op, const void* arg) {
 }
 
 // Defined in backend.cpp; startup.cpp calls it before constructors so that
-// clock_now() counts from reset. port::init() calls it too (idempotent), for
-// boards that bring their own startup code.
+// clock_now() counts from reset. The first clock_now() and port::init() call it
+// too (it runs once), for boards that bring their own startup code.
 void start_clock();
+// Tests only: makes the next clock_now() program SysTick again, as on a board whose
+// startup code did not (tests/cortex_m/reactor_cm_test.cpp).
+void forget_clock_for_tests();
 
 }  // namespace tern::cortex_m::internal

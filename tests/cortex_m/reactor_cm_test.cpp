@@ -4,7 +4,37 @@
 #include "tern/port/cortex_m.hpp"
 #include "tern/reactor/reactor.hpp"
 
+namespace tern::cortex_m::internal {
+void forget_clock_for_tests();  // ports/cortex-m/backend.cpp
+}
+
 namespace {
+
+// A board whose own startup code never started tern's clock, and whose bootloader left
+// SysTick running with its own reload and no interrupt: the first Reactor's first clock
+// read takes SysTick over, and a timer fires on time (before, the clock read jumped
+// ahead by a wrapped counter and the loop slept with nothing to wake it).
+TEST(CortexMReactor, ClockTakesOverASysTickLeftRunningByABootloader) {
+  auto* const csr = reinterpret_cast<volatile std::uint32_t*>(0xE000E010);
+  auto* const rvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E014);
+  auto* const cvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E018);
+  *csr = 0;
+  *rvr = 0xFFFFFF;  // the bootloader's reload
+  *cvr = 0;
+  *csr = (1u << 2) | 1u;  // processor clock, enabled, no interrupt
+  while (*cvr > 0xFFFFFF - 5000) {  // let it count down past tern's own reload
+  }
+  tern::cortex_m::internal::forget_clock_for_tests();
+  const auto systicks0 = tern::cortex_m::systick_count();
+  tern::Reactor reactor;
+  int fired = 0;
+  ASSERT_TRUE(reactor.after(tern::ms(5), [&] { ++fired; }).ok());
+  for (int turn = 0; turn < 200 && fired == 0; ++turn) (void)reactor.run_once(tern::ms(10));
+  EXPECT_EQ(fired, 1);
+  const auto ticks = tern::cortex_m::systick_count() - systicks0;
+  EXPECT_GE(ticks, 4u);
+  EXPECT_LE(ticks, 20u);
+}
 
 TEST(CortexMReactor, IdleLoopSleepsInWfiAndOnlySysTickRuns) {
   tern::Reactor reactor;
