@@ -585,9 +585,11 @@ class Planner final : public DemoAgent {
 
 // ---- main ----
 
-bool parse_seconds(int argc, char** argv, Duration* run_for) {
+bool parse_args(int argc, char** argv, Duration* run_for, bool* simulated) {
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+    if (std::strcmp(argv[i], "--simulated") == 0) {
+      *simulated = true;
+    } else if (std::strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
       char* end = nullptr;
       double s = std::strtod(argv[++i], &end);
       if (end == argv[i] || *end != '\0' || !(s >= 1.0 && s <= 3600.0))
@@ -618,9 +620,12 @@ AgentId must(Result<AgentId> id, const char* what) {
 
 int main(int argc, char** argv) {
   Duration run_for = ms(1500);
-  if (!parse_seconds(argc, argv, &run_for)) {
+  bool simulated = false;
+  if (!parse_args(argc, argv, &run_for, &simulated)) {
     std::fprintf(stderr,
-                 "usage: %s [--seconds N]   (1 <= N <= 3600, default 1.5)\n",
+                 "usage: %s [--seconds N] [--simulated]   (1 <= N <= 3600, default 1.5;\n"
+                 "       --simulated: a manual clock stepped 1 ms at a time, so the run\n"
+                 "       does not depend on how busy the machine is)\n",
                  argv[0]);
     return 2;
   }
@@ -639,7 +644,10 @@ int main(int argc, char** argv) {
   Modem modem;
   ModemStats modem_stats;
 
-  tern::Reactor reactor;
+  tern::ManualClock clock;
+  tern::ReactorConfig reactor_config;
+  if (simulated) reactor_config.manual_clock = &clock;
+  tern::Reactor reactor(reactor_config);
   g_reactor = &reactor;
   g_t0 = reactor.now();
   tern::RuntimeConfig rt_config;
@@ -724,7 +732,14 @@ int main(int argc, char** argv) {
   Result<tern::TimerHandle> stopper =
       reactor.after(run_for, [&reactor] { reactor.stop(); });
   if (!stopper) return 1;
-  reactor.run();
+  if (simulated) {
+    while (!reactor.stopping()) {
+      clock.advance(ms(1));
+      (void)reactor.run_until_idle();
+    }
+  } else {
+    reactor.run();
+  }
 
   // Snapshot before shutdown: who was still running.
   bool root_running = rt.state(sensor_id) == tern::AgentState::running &&
