@@ -40,6 +40,7 @@ struct Options {
   std::uint64_t seed = 7;
   bool rag = true;
   bool real_time = false;
+  std::string expect;  // comma-separated paths the run must show (see --expect)
 };
 
 bool parse(int argc, char** argv, Options* o) {
@@ -63,6 +64,8 @@ bool parse(int argc, char** argv, Options* o) {
       o->rag = std::strcmp(v, "off") != 0;
     } else if (a == "--real-time") {
       o->real_time = true;
+    } else if (a == "--expect" && (v = value())) {
+      o->expect = v;
     } else {
       return false;
     }
@@ -79,8 +82,10 @@ class Retriever : public tern::Agent {
  public:
   Retriever(const Options& o, tern::Rng& rng) : opt_(o), rng_(rng) {}
   std::uint64_t late_answers = 0;
+  std::uint64_t requests = 0;
 
   void on_request(tern::Context& ctx, tern::Message& m, tern::Reply reply) override {
+    ++requests;
     std::size_t i = 0;
     while (i < kSlots && held_[i].pending()) ++i;
     if (i == kSlots) {
@@ -240,7 +245,10 @@ int main(int argc, char** argv) {
   if (!parse(argc, argv, &opt)) {
     std::fprintf(stderr,
                  "usage: scenario_rag [--requests N] [--retriever-latency-ms L] [--retriever-fail-rate P]\n"
-                 "                    [--timeout-ms T] [--interval-ms I] [--seed S] [--rag on|off] [--real-time]\n");
+                 "                    [--timeout-ms T] [--interval-ms I] [--seed S] [--rag on|off] [--real-time]\n"
+                 "                    [--expect PATHS]   PATHS: comma-separated, each must have happened:\n"
+                 "                    documents, no-documents, retries, budget-refused, breaker-opened,\n"
+                 "                    late-replies, no-retriever-calls\n");
     return 2;
   }
   tern::ManualClock clock;
@@ -373,5 +381,43 @@ int main(int argc, char** argv) {
                 rt.timers_in_use(), rt.messages_in_use());
     return 1;
   }
-  return 0;
+  // Every answer the retriever gave late is one the runtime dropped and counted.
+  if (retriever.late_answers != rt.stats().replies_late) {
+    std::printf("  late answers: retriever %llu, runtime %llu\n",
+                static_cast<unsigned long long>(retriever.late_answers),
+                static_cast<unsigned long long>(rt.stats().replies_late));
+    return 1;
+  }
+  // The paths this run is meant to show (--expect), so a broken breaker, budget or
+  // retry cannot pass as "every request answered once".
+  int unmet = 0;
+  std::size_t from = 0;
+  while (from < opt.expect.size()) {
+    std::size_t comma = opt.expect.find(',', from);
+    if (comma == std::string::npos) comma = opt.expect.size();
+    const std::string what = opt.expect.substr(from, comma - from);
+    from = comma + 1;
+    bool ok;
+    if (what == "documents") {
+      ok = with_documents > 0;
+    } else if (what == "no-documents") {
+      ok = with_documents == 0;
+    } else if (what == "retries") {
+      ok = rs.retries > 0;
+    } else if (what == "budget-refused") {
+      ok = rs.budget_refusals > 0;
+    } else if (what == "breaker-opened") {
+      ok = opens > 0;
+    } else if (what == "late-replies") {
+      ok = rt.stats().replies_late > 0;
+    } else if (what == "no-retriever-calls") {
+      ok = retriever.requests == 0;
+    } else {
+      std::printf("  unknown --expect path: %s\n", what.c_str());
+      return 2;
+    }
+    std::printf("  expected %-25s %s\n", what.c_str(), ok ? "yes" : "NO");
+    if (!ok) ++unmet;
+  }
+  return unmet ? 1 : 0;
 }
