@@ -343,12 +343,7 @@ int main(int argc, char** argv) {
               exactly_once ? "each exactly once" : "MISSING OUTCOMES");
   (void)guard;
   if (!exactly_once) return 1;
-  if (!opt.require_ok) return 0;
-  // --require-ok: every text embedded, and the concurrency asked for was really used
-  // (when there were at least that many batches to send).
-  const int batches = (opt.requests + opt.batch - 1) / opt.batch;
-  const bool concurrent = batches < opt.concurrency ||
-                          sum.most_in_flight == static_cast<std::size_t>(opt.concurrency);
-  if (!concurrent) std::printf("concurrency %d was never reached\n", opt.concurrency);
-  return sum.texts_ok == opt.requests && concurrent ? 0 : 1;
+  // How much concurrency was used depends on timing (the upstream's speed against the
+  // client's): reported above, not checked.
+  return opt.require_ok && sum.texts_ok != opt.requests ? 1 : 0;
 }
