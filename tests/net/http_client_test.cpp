@@ -1571,6 +1571,19 @@ class HttpClientResilience : public HttpClientTest {
     return std::string(what) + "-" + std::to_string(::getpid()) + "-" +
            std::to_string(++n);
   }
+  // One GET of /fault/flaky?<query>&key=<fresh key> with a retry policy set: it ends
+  // without error, with `status`, after `retries` retries, the upstream having seen
+  // `tries` requests for the key; nothing is left in the client.
+  void expect_flaky(HttpClient& client, const std::string& query, int status, std::uint64_t retries,
+                    int tries, tern::Duration timeout = {}) {
+    std::string k = key("flaky");
+    Outcome o = get(client, url("good", "/fault/flaky?" + query + "&key=" + k), timeout);
+    EXPECT_EQ(o.err, Errc::ok) << query;
+    EXPECT_EQ(o.status, status) << query;
+    EXPECT_EQ(client.stats().retries, retries) << query;
+    EXPECT_EQ(hits(k), tries) << query;
+    expect_quiescent(client);
+  }
   tern::RetryPolicy policy_{.max_attempts = 3,
                             .base_delay = tern::ms(10),
                             .max_delay = tern::ms(50),
@@ -1580,36 +1593,19 @@ class HttpClientResilience : public HttpClientTest {
 TEST_F(HttpClientResilience, RetryPolicyRetriesA503UntilItSucceeds) {
   config_.retry = &policy_;
   HttpClient client(reactor_, config_);
-  std::string k = key("retry503");
-  Outcome o = get(client, url("good", "/fault/flaky?fail=2&key=" + k));
-  EXPECT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 200);
-  EXPECT_EQ(client.stats().retries, 2u);
-  EXPECT_EQ(hits(k), 3);
-  expect_quiescent(client);
+  expect_flaky(client, "fail=2", 200, 2, 3);
 }
 
 TEST_F(HttpClientResilience, RetryPolicyDeliversTheLast5xxWhenAttemptsRunOut) {
   config_.retry = &policy_;
   HttpClient client(reactor_, config_);
-  std::string k = key("exhaust");
-  Outcome o = get(client, url("good", "/fault/flaky?fail=100&key=" + k));
-  EXPECT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 503);
-  EXPECT_EQ(client.stats().retries, 2u);
-  EXPECT_EQ(hits(k), 3);
-  expect_quiescent(client);
+  expect_flaky(client, "fail=100", 503, 2, 3);
 }
 
 TEST_F(HttpClientResilience, RetryPolicyRetriesAConnectionClosedWithoutAnswer) {
   config_.retry = &policy_;
   HttpClient client(reactor_, config_);
-  std::string k = key("close");
-  Outcome o =
-      get(client, url("good", "/fault/flaky?fail=1&mode=close&key=" + k));
-  EXPECT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 200);
-  EXPECT_EQ(hits(k), 2);
+  expect_flaky(client, "fail=1&mode=close", 200, 1, 2);
 }
 
 TEST_F(HttpClientResilience, PostIsRetriedOnlyWhenAllowed) {
@@ -1659,13 +1655,7 @@ TEST_F(HttpClientResilience, HangingTryEndsAtTheAttemptTimeoutAndIsRetried) {
   policy.attempt_timeout = tern::ms(300);
   config_.retry = &policy;
   HttpClient client(reactor_, config_);
-  std::string k = key("hang");
-  Outcome o = get(client, url("good", "/fault/flaky?mode=hang&fail=1&key=" + k), tern::seconds(5));
-  EXPECT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 200);
-  EXPECT_EQ(client.stats().retries, 1u);
-  EXPECT_EQ(hits(k), 2);
-  expect_quiescent(client);
+  expect_flaky(client, "mode=hang&fail=1", 200, 1, 2, tern::seconds(5));
 }
 
 // The half-open trial is a request its client cancels (here: destroys) before any
