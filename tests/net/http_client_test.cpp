@@ -1584,6 +1584,16 @@ class HttpClientResilience : public HttpClientTest {
     EXPECT_EQ(hits(k), tries) << query;
     expect_quiescent(client);
   }
+  // Breakers that open at the first failure, for 200 ms, then admit one trial.
+  static tern::BreakerConfig one_trial_breaker() {
+    return tern::BreakerConfig{.failure_threshold = 1, .open_duration = tern::ms(200), .half_open_calls = 1};
+  }
+  // Opens the "good" origin's breaker with a 503 through `client`, then waits until it
+  // is half-open.
+  void open_until_half_open(HttpClient& client) {
+    EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);
+    run_for(std::chrono::milliseconds(400));
+  }
   tern::RetryPolicy policy_{.max_attempts = 3,
                             .base_delay = tern::ms(10),
                             .max_delay = tern::ms(50),
@@ -1661,15 +1671,12 @@ TEST_F(HttpClientResilience, HangingTryEndsAtTheAttemptTimeoutAndIsRetried) {
 // The half-open trial is a request its client cancels (here: destroys) before any
 // answer: the trial is given back, and the next request probes the origin at once.
 TEST_F(HttpClientResilience, CancelledHalfOpenTrialGivesTheTrialBack) {
-  tern::BreakerSet<4> breakers(tern::BreakerConfig{.failure_threshold = 1,
-                                                   .open_duration = tern::ms(200),
-                                                   .half_open_calls = 1});
+  tern::BreakerSet<4> breakers(one_trial_breaker());
   config_.breakers = &breakers;
   {
     HttpClient client(reactor_, config_);
-    EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);  // opens
+    open_until_half_open(client);
   }
-  run_for(std::chrono::milliseconds(400));  // half-open is due
   Outcome trial;
   {
     HttpClient client(reactor_, config_);
@@ -1729,14 +1736,10 @@ TEST_F(HttpClientResilience, QueueTimeoutsDoNotOpenTheOriginBreaker) {
 // each needs an outcome.
 TEST_F(HttpClientResilience,
        HalfOpenTrialIsNotUsedUpByARequestRefusedAtTheCall) {
-  tern::BreakerSet<4> breakers(
-      tern::BreakerConfig{.failure_threshold = 1,
-                          .open_duration = tern::ms(200),
-                          .half_open_calls = 1});
+  tern::BreakerSet<4> breakers(one_trial_breaker());
   config_.breakers = &breakers;
   HttpClient client(reactor_, config_);
-  EXPECT_EQ(get(client, url("good", "/fault/503")).status, 503);  // opens
-  run_for(std::chrono::milliseconds(400));  // half-open is due
+  open_until_half_open(client);
   std::string u = url("good", "/health");
   HttpRequest bad;
   bad.url = u;
