@@ -9,6 +9,7 @@
 // certificates made by tests/tools/make_certs.sh) and talks to that, so it works on a
 // machine with no network. Prints a summary and exits non-zero if any text did not get
 // exactly one outcome.
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -111,7 +112,12 @@ struct LocalUpstream {
     std::string certs = "sh " + tools + "/make_certs.sh " + dir;
     if (std::system(certs.c_str()) != 0) return false;
     int out[2], in[2];
-    if (pipe(out) != 0 || pipe(in) != 0) return false;
+    if (pipe(out) != 0) return false;
+    if (pipe(in) != 0) {
+      close(out[0]);
+      close(out[1]);
+      return false;
+    }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
@@ -124,12 +130,20 @@ struct LocalUpstream {
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     close(in[0]);
-    if (rc != 0) return false;
+    // Owned from here: the destructor closes them (and reaps the upstream if it ran).
     out_fd = out[0];
     in_fd = in[1];  // closing it (our exit) makes the upstream exit: stdin EOF
+    if (rc != 0) {
+      pid = -1;
+      return false;
+    }
     char line[256];
     std::size_t n = 0;
     while (n + 1 < sizeof line) {
+      // The upstream prints its port within a second or two; a stuck one is an error,
+      // not a wait until the test harness gives up.
+      pollfd p{out_fd, POLLIN, 0};
+      if (poll(&p, 1, 30000) != 1) return false;
       ssize_t r = read(out_fd, line + n, 1);
       if (r <= 0) return false;
       if (line[n] == '\n') break;
