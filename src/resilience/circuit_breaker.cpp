@@ -27,7 +27,9 @@ Errc validate(const BreakerConfig& c) {
   if (c.window > 0 && (c.failure_rate_percent < 1 || c.failure_rate_percent > 100)) {
     return Errc::invalid_argument;
   }
-  if (c.open_duration <= Duration::zero() || c.slow_call <= Duration::zero()) {
+  // Longer than Duration::max() would overflow when added to the time now.
+  if (c.open_duration <= Duration::zero() || c.open_duration > Duration::max() ||
+      c.slow_call <= Duration::zero()) {
     return Errc::invalid_argument;
   }
   if (c.half_open_calls == 0) return Errc::invalid_argument;

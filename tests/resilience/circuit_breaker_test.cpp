@@ -198,6 +198,14 @@ TEST(CircuitBreaker, AbandonedCallFromAnEarlierPeriodGivesNoTrialBack) {
   EXPECT_EQ(b.state(at_ms(60002)), BreakerState::open);
 }
 
+TEST(CircuitBreaker, OpenDurationBeyondDurationMaxIsInvalid) {
+  BreakerConfig c;
+  c.open_duration = tern::Duration::max();
+  EXPECT_EQ(tern::validate(c), Errc::ok);
+  c.open_duration = tern::Duration(INT64_MAX);  // now + this would overflow
+  EXPECT_EQ(tern::validate(c), Errc::invalid_argument);
+}
+
 TEST(CircuitBreaker, FailureRateTripsOnlyOnceMinimumCallsWereSeen) {
   CircuitBreaker b(BreakerConfig{.failure_threshold = 0, .window = 10, .min_calls = 6,
                                  .failure_rate_percent = 50});

@@ -36,7 +36,7 @@ namespace tern {
 
 struct BatcherConfig {
   // An open batch flushes this long after its first item, full or not. Zero
-  // gathers only what is added within the same turn.
+  // gathers only what is added within the same turn. 0..Duration::max().
   Duration max_delay = ms(10);
 };
 
@@ -164,6 +164,9 @@ class Batcher {
         config_(config),
         flush_(std::move(flush)) {
     if (!flush_) panic("Batcher: empty flush callback");
+    if (config_.max_delay < Duration::zero() || config_.max_delay > Duration::max()) {
+      panic("Batcher: max_delay outside 0..Duration::max()");
+    }
     for (std::size_t i = 0; i < kBuffers; ++i) {
       Buffer& b = buffers_[i];
       b.self = this;

@@ -51,7 +51,7 @@ struct BreakerConfig {
 
 // Returns ok, or invalid_argument: window > 64, min_calls > window,
 // failure_rate_percent outside 1..100 with a window, open_duration or slow_call <= 0,
-// half_open_calls 0.
+// open_duration over Duration::max(), half_open_calls 0.
 Errc validate(const BreakerConfig& config);
 
 struct BreakerCounters {
