@@ -855,28 +855,28 @@ struct HttpClient::Impl {
     reactor.wheel().arm(c.timer, c.connect_deadline);
     c.addr_count = 0;
     c.addr_next = 0;
-    in6_addr a6;
-    in_addr a4;
+    unsigned char ip[16];
+    const std::size_t ip_len = ip_literal(c.origin.host, ip);
+    if (ip_len == 0) {
+      resolve(c);
+      return;
+    }
     ConnectAddress& a = c.addrs[0];
-    if (inet_pton(AF_INET, c.origin.host, &a4) == 1) {
+    if (ip_len == 4) {
       a.v4 = sockaddr_in{};
       a.v4.sin_family = AF_INET;
       a.v4.sin_port = htons(c.origin.port);
-      a.v4.sin_addr = a4;
+      std::memcpy(&a.v4.sin_addr, ip, 4);
       a.len = sizeof a.v4;
-      c.addr_count = 1;
-      connect_next(c);
-    } else if (inet_pton(AF_INET6, c.origin.host, &a6) == 1) {
+    } else {
       a.v6 = sockaddr_in6{};
       a.v6.sin6_family = AF_INET6;
       a.v6.sin6_port = htons(c.origin.port);
-      a.v6.sin6_addr = a6;
+      std::memcpy(&a.v6.sin6_addr, ip, 16);
       a.len = sizeof a.v6;
-      c.addr_count = 1;
-      connect_next(c);
-    } else {
-      resolve(c);
     }
+    c.addr_count = 1;
+    connect_next(c);
   }
 
   // ---- DNS ----
