@@ -23,26 +23,36 @@ struct SocketPair {
   }
 };
 
-TEST(ReactorIo, WatchReportsReadableAndUnwatchStopsIt) {
-  Reactor r;
+// A socket pair whose read end a reactor watches: each readable event reads what
+// arrived and is counted. write() puts a byte in from the other end.
+struct CountedReads {
   SocketPair sp;
   int reads = 0;
   char buf[16];
-  auto h = r.watch(sp.fd[0], tern::kReadable, [&](unsigned events) {
-    EXPECT_TRUE(events & tern::kReadable);
-    ++reads;
-    EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
-  });
+  tern::Result<tern::WatchHandle> watch(Reactor& r) {
+    return r.watch(sp.fd[0], tern::kReadable, [this](unsigned events) {
+      EXPECT_TRUE(events & tern::kReadable);
+      ++reads;
+      EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
+    });
+  }
+  void write(const char* byte) { ASSERT_EQ(::write(sp.fd[1], byte, 1), 1); }
+};
+
+TEST(ReactorIo, WatchReportsReadableAndUnwatchStopsIt) {
+  Reactor r;
+  CountedReads io;
+  auto h = io.watch(r);
   ASSERT_TRUE(h.ok());
-  ASSERT_EQ(::write(sp.fd[1], "x", 1), 1);
-  for (int i = 0; i < 50 && reads == 0; ++i) r.run_once(tern::ms(100));
-  EXPECT_EQ(reads, 1);
+  io.write("x");
+  for (int i = 0; i < 50 && io.reads == 0; ++i) r.run_once(tern::ms(100));
+  EXPECT_EQ(io.reads, 1);
   EXPECT_EQ(r.unwatch(*h), Errc::ok);
   EXPECT_EQ(r.unwatch(*h), Errc::not_found);
-  ASSERT_EQ(::write(sp.fd[1], "y", 1), 1);
+  io.write("y");
   r.run_once(tern::Duration::zero());
   r.run_once(tern::ms(20));
-  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(io.reads, 1);
 }
 
 // A loop kept busy by a call that re-posts itself skips the I/O poll on most turns,
@@ -50,13 +60,8 @@ TEST(ReactorIo, WatchReportsReadableAndUnwatchStopsIt) {
 // The manual clock does not move, so only the turn bound can make it poll.
 void busy_loop_still_sees_io(const tern::ManualClock* clock) {
   Reactor r(tern::ReactorConfig{.manual_clock = clock});
-  SocketPair sp;
-  int reads = 0;
-  char buf[16];
-  auto h = r.watch(sp.fd[0], tern::kReadable, [&](unsigned) {
-    ++reads;
-    EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
-  });
+  CountedReads io;
+  auto h = io.watch(r);
   ASSERT_TRUE(h.ok());
   struct Spinner {
     Reactor* r;
@@ -70,13 +75,13 @@ void busy_loop_still_sees_io(const tern::ManualClock* clock) {
   } spin{&r};
   spin.post();
   for (int i = 0; i < 3; ++i) r.run_once(tern::Duration::zero());  // mid-way into a busy run
-  ASSERT_EQ(::write(sp.fd[1], "x", 1), 1);
+  io.write("x");
   int turns = 0;
-  while (reads == 0 && turns < 10 * static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll)) {
+  while (io.reads == 0 && turns < 10 * static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll)) {
     r.run_once(tern::Duration::zero());
     ++turns;
   }
-  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(io.reads, 1);
   EXPECT_LE(turns, static_cast<int>(Reactor::kMaxBusyTurnsWithoutPoll));
   EXPECT_GE(spin.runs, static_cast<std::uint64_t>(turns));  // the spinner ran every turn
   // And the busy turns did skip the poll: 320 more turns, at least one poll per bound,
@@ -105,19 +110,14 @@ TEST(ReactorIo, BusyLoopStillPollsForIoRealClock) { busy_loop_still_sees_io(null
 TEST(ReactorIo, RunUntilIdleAfterStopStillPollsIo) {
   tern::ManualClock clock;
   Reactor r(tern::ReactorConfig{.manual_clock = &clock});
-  SocketPair sp;
-  int reads = 0;
-  char buf[16];
-  auto h = r.watch(sp.fd[0], tern::kReadable, [&](unsigned) {
-    ++reads;
-    EXPECT_GT(::read(sp.fd[0], buf, sizeof buf), 0);
-  });
+  CountedReads io;
+  auto h = io.watch(r);
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(r.post([&] { r.stop(); }), Errc::ok);  // stop() from a callback, as documented
   r.run_until_idle();
-  ASSERT_EQ(::write(sp.fd[1], "x", 1), 1);
+  io.write("x");
   r.run_until_idle();
-  EXPECT_EQ(reads, 1);
+  EXPECT_EQ(io.reads, 1);
   EXPECT_EQ(r.unwatch(*h), Errc::ok);
 }
 
