@@ -327,6 +327,16 @@ class HttpClientTest : public ::testing::Test {
     EXPECT_EQ(o.status, 200);
     EXPECT_NE(o.body.find("\"ok\""), std::string::npos) << o.body;
   }
+  // A GET of failover.test (the hosts file: 127.0.0.2, then 127.0.0.1, the upstream)
+  // reaches the upstream on the second address, after one failover, two connections.
+  void expect_failover_to_upstream(HttpClient& client, const std::string& port) {
+    Outcome o = get(client, "http://failover.test:" + port + "/health");
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_EQ(o.status, 200);
+    EXPECT_EQ(client.stats().connect_failovers, 1u);
+    EXPECT_EQ(client.stats().connections_opened, 2u);
+    expect_quiescent(client);
+  }
   // Nothing left over, and every accepted request ended exactly once.
   void expect_quiescent(HttpClient& client) {
     const auto& s = client.stats();
@@ -827,12 +837,7 @@ TEST_F(HttpClientTest, RefusedConnectFailsOverToTheNextResolvedAddress) {
   ASSERT_TRUE(refuse.ok());
   config_.hosts_file = g_env->hosts_file.c_str();
   HttpClient client(reactor_, config_);
-  Outcome o = get(client, "http://failover.test:" + port + "/health");
-  ASSERT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 200);
-  EXPECT_EQ(client.stats().connect_failovers, 1u);
-  EXPECT_EQ(client.stats().connections_opened, 2u);
-  expect_quiescent(client);
+  expect_failover_to_upstream(client, port);
 }
 
 // Listens on addr:port with a backlog of one and fills it with a connection that is
@@ -868,12 +873,7 @@ TEST_F(HttpClientTest, HangingConnectFailsOverWithinTheConnectDeadline) {
   config_.hosts_file = g_env->hosts_file.c_str();
   config_.connect_timeout = tern::ms(1000);
   HttpClient client(reactor_, config_);
-  Outcome o = get(client, "http://failover.test:" + port + "/health");
-  ASSERT_EQ(o.err, Errc::ok);
-  EXPECT_EQ(o.status, 200);
-  EXPECT_EQ(client.stats().connect_failovers, 1u);
-  EXPECT_EQ(client.stats().connections_opened, 2u);
-  expect_quiescent(client);
+  expect_failover_to_upstream(client, port);
 }
 
 // five.test is 127.0.0.2-5 (all refused) then 127.0.0.1: only the first
