@@ -520,9 +520,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
       },
       requester);
   if (!id) return id.error();
-  RequestSlot& r = requests_[id->slot()];
-  r.target = to;
-  r.requester = from;
+  requests_[id->slot()].target = to;
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),

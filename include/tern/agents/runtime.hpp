@@ -219,8 +219,7 @@ class Runtime {
     [[no_unique_address]] Message answer;  // the rest fit in its tail padding on 32-bit
     bool answered = false;
     NodeIndex next = kNil;
-    AgentId target = kNoAgent;
-    AgentId requester = kNoAgent;
+    AgentId target = kNoAgent;  // (the requester is the pending table's owner)
   };
 
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
