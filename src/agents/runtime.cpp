@@ -117,7 +117,7 @@ Errc Runtime::answer(Message msg) {
   RequestSlot& r = requests_[msg.correlation.slot()];
   // A second Reply to the same request (reply_to() makes one more): the first answer
   // stands, this one is late.
-  if (r.answered && r.answer.correlation == msg.correlation) return Errc::late;
+  if (r.holds_answer_to(msg.correlation)) return Errc::late;
   if (r.answered) {
     // The slot's previous request ended (timeout, cancel) with its answer still waiting:
     // that answer is late. Settle it now and let this one take its place in the queue.
@@ -197,9 +197,7 @@ void Context::fail(Errc reason) {
   Runtime::AgentSlot* s = runtime_.slot(self_);
   if (!s || s->state != AgentState::running) return;
   if (s->in_handler) {
-    s->stop_pending = true;
-    s->stop_is_failure = true;
-    s->stop_reason = reason == Errc::ok ? Errc::failed : reason;
+    s->stop_when_handler_returns(reason == Errc::ok ? Errc::failed : reason, true);
   } else {
     runtime_.supervise(self_, reason == Errc::ok ? Errc::failed : reason, true);
   }
@@ -692,9 +690,7 @@ Errc Runtime::stop(AgentId agent, Errc reason) {
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running) return Errc::closed;
   if (s->in_handler) {
-    s->stop_pending = true;
-    s->stop_is_failure = false;
-    s->stop_reason = reason;
+    s->stop_when_handler_returns(reason, false);
     return Errc::ok;
   }
   supervise(agent, reason, false);
@@ -735,7 +731,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   // has: it waits for the next dispatch pass and ends the request there).
   pending_.for_each_pending([&](RequestId rid, const void*) {
     const RequestSlot& r = requests_[rid.slot()];
-    if (r.target == id && !(r.answered && r.answer.correlation == rid)) (void)pending_.cancel(rid);
+    if (r.target == id && !r.holds_answer_to(rid)) (void)pending_.cancel(rid);
   });
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -807,10 +803,8 @@ void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
     s.restart_pending = false;
     s.group_stopped = true;  // never restarted, even if it is stopping right now
     if (s.state != AgentState::running) continue;
-    if (s.in_handler) {  // stopped when its handler returns, as stop() would
-      s.stop_pending = true;
-      s.stop_is_failure = false;
-      s.stop_reason = Errc::cancelled;
+    if (s.in_handler) {  // as stop() would
+      s.stop_when_handler_returns(Errc::cancelled, false);
     } else {
       terminate(static_cast<AgentId>(k), Errc::cancelled, false);
     }
@@ -853,9 +847,7 @@ void Runtime::shutdown(Duration grace) {
     s.restart_pending = false;
     if (s.state != AgentState::running) continue;
     if (s.in_handler) {
-      s.stop_pending = true;
-      s.stop_is_failure = false;
-      s.stop_reason = Errc::shutdown;
+      s.stop_when_handler_returns(Errc::shutdown, false);
     } else {
       terminate(static_cast<AgentId>(k), Errc::shutdown, false);
     }

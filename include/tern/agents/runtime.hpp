@@ -191,6 +191,13 @@ class Runtime {
     bool restart_pending = false;
     Errc stop_reason = Errc::ok;
     std::uint16_t start_order = 0;
+    // For a stop asked while the agent is inside its handler: it happens when the
+    // handler returns (after_handler).
+    void stop_when_handler_returns(Errc reason, bool failure) {
+      stop_pending = true;
+      stop_is_failure = failure;
+      stop_reason = reason;
+    }
   };
   struct TimerEntry {
     [[no_unique_address]] Timer timer;  // generation, owner, active fit in its tail padding
@@ -220,6 +227,7 @@ class Runtime {
     bool answered = false;
     NodeIndex next = kNil;
     AgentId target = kNoAgent;  // (the requester is the pending table's owner)
+    bool holds_answer_to(RequestId id) const { return answered && answer.correlation == id; }
   };
 
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
