@@ -513,7 +513,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
             ++s->counters.requests_failed;
           }
         }
-        CorrelationScope scope(*this, pending_.finishing());
+        CorrelationScope scope(log_correlation_, pending_.finishing());
         cb(std::move(r));
       },
       requester);
@@ -666,7 +666,7 @@ void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {
     // Lines logged by this handler belong to its request, or to none for an event (even
     // when this runs nested inside another request's handler).
     const bool request = msg.kind == MessageKind::request;
-    CorrelationScope scope(*this, request ? msg.correlation : RequestId{});
+    CorrelationScope scope(log_correlation_, request ? msg.correlation : RequestId{});
     if (request) {
       s.agent->on_request(ctx, msg, Reply(this, msg.correlation, msg.sender, id));
     } else {
@@ -717,7 +717,7 @@ void Runtime::flush_mailbox(AgentId id, AgentSlot& s, Errc reason) {
 // Ends everything the agent owns, then calls on_stop. Callbacks of its own requests
 // and timers run with Errc::cancelled before this returns.
 void Runtime::terminate(AgentId id, Errc reason, bool failure) {
-  CorrelationScope scope(*this, RequestId{});  // on_stop's lines belong to no request
+  CorrelationScope scope(log_correlation_, RequestId{});  // on_stop's lines belong to no request
   AgentSlot& s = agents_[id];
   (void)failure;
   s.state = AgentState::stopped;
@@ -750,7 +750,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
 }
 
 void Runtime::supervise(AgentId id, Errc reason, bool failure) {
-  CorrelationScope scope(*this, RequestId{});  // may run inside another agent's handler
+  CorrelationScope scope(log_correlation_, RequestId{});  // may run inside another agent's handler
   AgentSlot& s = agents_[id];
   if (s.state != AgentState::running) return;
   terminate(id, reason, failure);

@@ -3,6 +3,7 @@
 #include <new>
 
 #include "reactor/port.hpp"
+#include "tern/detail/scoped_value.hpp"
 
 namespace tern {
 
@@ -253,20 +254,8 @@ bool Reactor::runnable_now() const {
   return !posted_->empty() || inbox_pending_.load(std::memory_order_acquire);
 }
 
-namespace {
-// Sets a flag for a scope and puts the previous value back at its end (in_turn()).
-struct FlagScope {
-  FlagScope(bool& flag) : flag_(flag), outer_(flag) { flag = true; }
-  ~FlagScope() { flag_ = outer_; }
-  FlagScope(const FlagScope&) = delete;
-  FlagScope& operator=(const FlagScope&) = delete;
-  bool& flag_;
-  const bool outer_;
-};
-}  // namespace
-
 std::size_t Reactor::run_once(Duration max_wait) {
-  FlagScope in_turn(in_turn_);
+  detail::ScopedValue<bool> in_turn(in_turn_, true);
   ++stats_.turns;
   const std::uint64_t io_before = stats_.io_events;
   const Instant start = now();

@@ -27,6 +27,7 @@
 #include "tern/core/pending_table.hpp"
 #include "tern/core/ring.hpp"
 #include "tern/core/timer_wheel.hpp"
+#include "tern/detail/scoped_value.hpp"
 #include "tern/reactor/reactor.hpp"
 
 namespace tern {
@@ -304,16 +305,7 @@ class Runtime {
   Reply* live_replies_ = nullptr;
   RequestId log_correlation_;  // the request being handled or answered, for log lines
   // Sets log_correlation_ for a scope and puts the previous one back at its end.
-  struct CorrelationScope {
-    CorrelationScope(Runtime& rt, RequestId id) : rt_(rt), outer_(rt.log_correlation_) {
-      rt.log_correlation_ = id;
-    }
-    ~CorrelationScope() { rt_.log_correlation_ = outer_; }
-    CorrelationScope(const CorrelationScope&) = delete;
-    CorrelationScope& operator=(const CorrelationScope&) = delete;
-    Runtime& rt_;
-    RequestId outer_;
-  };
+  using CorrelationScope = detail::ScopedValue<RequestId>;
   bool shut_down_ = false;
   Errc group_reason_[256] = {};
   EscalationHandler on_escalate_;

@@ -3,7 +3,7 @@
 // late answer reads the same in all of them. Each table's comments give its
 // contract, including which outcomes it counts.
 //
-// A slot starts at kFirstGeneration and takes next_generation() each time what
+// A slot starts at kFirstGeneration and takes bump_generation() each time what
 // it held ends; an id or a ticket carries the slot index and the generation it
 // was issued with. A table tests a hit itself (in range, live, same generation)
 // and asks here only why an id missed:

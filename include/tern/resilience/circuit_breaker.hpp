@@ -12,7 +12,8 @@
 //
 // Every call that allow() admitted must be followed by exactly one record_*(): the
 // half-open state counts its trials by them. A call that ended saying nothing about the
-// target (cancelled, never sent) reports record_abandoned() with what allow() noted. See examples/scenario_rag.
+// target (cancelled, never sent) reports record_abandoned() with what allow() noted.
+// See examples/scenario_rag.
 #pragma once
 
 #include <concepts>
