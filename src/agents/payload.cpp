@@ -3,6 +3,8 @@
 #include <cstring>
 #include <new>
 
+#include "tern/detail/startup_array.hpp"
+
 namespace tern {
 
 namespace {
@@ -27,8 +29,7 @@ void Payload::release_ref() {
   block_ = nullptr;
 }
 
-PayloadPool::PayloadPool(const PayloadConfig& config) {
-  std::size_t total = 0;
+PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(arena) {
   for (const PayloadClass& c : config.classes) {
     if (c.block_size == 0 || c.count == 0) continue;
     if (class_count_ > 0 && c.block_size <= classes_[class_count_ - 1].block_size) {
@@ -37,11 +38,10 @@ PayloadPool::PayloadPool(const PayloadConfig& config) {
     Class& k = classes_[class_count_++];
     k.block_size = c.block_size;
     k.count = c.count;
-    total += (sizeof(detail::PayloadBlock) + round_up(c.block_size)) * c.count;
   }
-  if (total == 0) return;
-  memory_ = static_cast<unsigned char*>(::operator new(total, std::align_val_t(kAlign), std::nothrow));
-  if (!memory_) panic("PayloadPool: out of memory at start-up");
+  memory_ = static_cast<unsigned char*>(detail::startup_take(
+      arena_, arena_bytes(config), kAlign,
+      "PayloadPool: out of memory at start-up (or its arena holds less than arena_bytes(config))"));
   unsigned char* p = memory_;
   for (int i = 0; i < class_count_; ++i) {
     Class& k = classes_[i];
@@ -57,7 +57,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config) {
 
 PayloadPool::~PayloadPool() {
   if (stats_.in_use != 0) panic("PayloadPool destroyed while Payloads are alive");
-  if (memory_) ::operator delete(memory_, std::align_val_t(kAlign));
+  detail::startup_release(arena_, memory_, kAlign);
 }
 
 std::size_t PayloadPool::largest_block() const {

@@ -12,11 +12,12 @@
 namespace tern {
 
 namespace {
+// Every table gets at least one entry (Runtime::arena_bytes() counts them the same way).
 template <typename T>
-std::unique_ptr<T[]> allocate_array(std::size_t n) {
-  T* p = new (std::nothrow) T[n ? n : 1];
-  if (!p) panic("Runtime: out of memory at start-up (reduce RuntimeConfig capacities)");
-  return std::unique_ptr<T[]>(p);
+detail::StartupArray<T> allocate_array(std::size_t n, Arena* arena) {
+  return detail::StartupArray<T>(n ? n : 1, arena,
+                                 "Runtime: out of memory at start-up (reduce RuntimeConfig capacities, or "
+                                 "give the arena Runtime::arena_bytes(config))");
 }
 
 bool matches(const char* prefix, const char* name) {
@@ -213,10 +214,11 @@ AgentCounters& Context::counters() { return runtime_.slot(self_)->counters; }
 Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
     : reactor_(reactor),
       config_(config),
-      payloads_(config.payloads),
-      agents_(allocate_array<AgentSlot>(config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents)),
-      nodes_(allocate_array<Node>(config.max_messages)),
-      pending_slots_(allocate_array<Pending::Slot>(config.max_pending)),
+      payloads_(config.payloads, config.arena),
+      agents_(allocate_array<AgentSlot>(config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents,
+                                        config.arena)),
+      nodes_(allocate_array<Node>(config.max_messages, config.arena)),
+      pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1) {
   if (config_.max_agents > kMaxAgents) config_.max_agents = kMaxAgents;
   if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
@@ -226,15 +228,15 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
   }
   free_node_ = config_.max_messages ? 0 : kNil;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
-  requests_ = allocate_array<RequestSlot>(pending_.capacity());
-  timers_ = allocate_array<TimerEntry>(config_.max_timers);
+  requests_ = allocate_array<RequestSlot>(pending_.capacity(), config_.arena);
+  timers_ = allocate_array<TimerEntry>(config_.max_timers, config_.arena);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].runtime = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
     timers_[i].timer.set_callback(&Runtime::on_agent_timer, &timers_[i]);
   }
-  topics_ = allocate_array<Topic>(config_.max_topics);
-  wildcards_ = allocate_array<Wildcard>(config_.max_wildcards);
+  topics_ = allocate_array<Topic>(config_.max_topics, config_.arena);
+  wildcards_ = allocate_array<Wildcard>(config_.max_wildcards, config_.arena);
   dispatch_timer_.set_callback(&Runtime::on_dispatch, this);
   on_escalate_ = [this](GroupId g, AgentId, Errc) {
     if (g == kRootGroup) reactor_.stop();

@@ -8,13 +8,9 @@
 namespace tern {
 
 namespace {
-template <typename T>
-T* allocate_array(std::size_t n) {
-  if (n == 0) return nullptr;
-  T* p = new (std::nothrow) T[n];
-  if (!p) panic("Reactor: out of memory at start-up (reduce ReactorConfig capacities)");
-  return p;
-}
+constexpr const char* kShortOfMemory =
+    "Reactor: out of memory at start-up (reduce ReactorConfig capacities, or give the arena "
+    "Reactor::arena_bytes(config))";
 }  // namespace
 
 // ---- inbox plumbing ----
@@ -55,25 +51,18 @@ std::size_t Reactor::drain_inboxes() {
 // ---- construction ----
 
 Reactor::Reactor(const ReactorConfig& config)
-    : config_(config),
+    : config_(sized(config)),
       wheel_(config.manual_clock ? config.manual_clock->now() : port::clock_now(), config.tick),
+      timers_(config_.max_timers, config_.arena, kShortOfMemory),
+      posted_storage_(config_.max_posted, config_.arena, kShortOfMemory),
+      posted_(posted_storage_.get(), config_.max_posted),
+      watches_(config_.max_watches, config_.arena, kShortOfMemory),
       call_inbox_(*this, [](Callback& cb) { cb(); }) {
-  if (config_.max_watches > static_cast<std::size_t>(detail::kPortMaxWatches)) {
-    config_.max_watches = static_cast<std::size_t>(detail::kPortMaxWatches);
-  }
-  timers_ = allocate_array<TimerEntry>(config_.max_timers);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].reactor = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
     timers_[i].timer.set_callback(&Reactor::on_timer, &timers_[i]);
   }
-  std::size_t posted = config_.max_posted ? config_.max_posted : 1;
-  posted_storage_ = ::operator new(sizeof(Callback) * posted, std::align_val_t(alignof(Callback)),
-                                   std::nothrow);
-  if (!posted_storage_) panic("Reactor: out of memory at start-up (max_posted)");
-  posted_ = new (std::nothrow) RingBuffer<Callback>(posted_storage_, posted);
-  if (!posted_) panic("Reactor: out of memory at start-up");
-  watches_ = allocate_array<WatchEntry>(config_.max_watches);
   if (port::init(port_, *this) != Errc::ok) panic("Reactor: the port backend failed to start");
 }
 
@@ -83,10 +72,6 @@ Reactor::~Reactor() {
     if (watches_[i].active) port::unwatch(port_, static_cast<int>(i));
   }
   port::destroy(port_);
-  delete posted_;
-  ::operator delete(posted_storage_, std::align_val_t(alignof(Callback)));
-  delete[] watches_;
-  delete[] timers_;
 }
 
 Instant Reactor::now() const {
@@ -116,7 +101,7 @@ void Reactor::on_timer(void* context) {
   // this entry) and its own handle already reads as stale.
   Callback cb = std::move(e.cb);
   ++e.generation;
-  auto index = static_cast<std::uint32_t>(&e - r.timers_);
+  auto index = static_cast<std::uint32_t>(&e - r.timers_.get());
   e.next_free = r.free_timer_;
   r.free_timer_ = index;
   ++r.stats_.timers_fired;
@@ -146,16 +131,16 @@ bool TimerHandle::pending() const { return reactor_ && reactor_->timer_pending(i
 
 Errc Reactor::post(Callback cb) {
   if (!cb) return Errc::invalid_argument;
-  Errc e = posted_->push(std::move(cb));
+  Errc e = posted_.push(std::move(cb));
   if (e == Errc::full) ++stats_.rejected;
   return e;
 }
 
 std::size_t Reactor::run_posted() {
   // Only the calls queued before this turn: a call that posts again runs next turn.
-  std::size_t n = posted_->size();
+  std::size_t n = posted_.size();
   for (std::size_t i = 0; i < n; ++i) {
-    Result<Callback> cb = posted_->pop();
+    Result<Callback> cb = posted_.pop();
     if (!cb) break;
     (*cb)();
   }
@@ -251,7 +236,7 @@ std::size_t Reactor::run_due(Instant t) {
 }
 
 bool Reactor::runnable_now() const {
-  return !posted_->empty() || inbox_pending_.load(std::memory_order_acquire);
+  return !posted_.empty() || inbox_pending_.load(std::memory_order_acquire);
 }
 
 std::size_t Reactor::run_once(Duration max_wait) {

@@ -4,6 +4,7 @@
 
 #include "alloc_counter.hpp"
 #include "tern/agents/runtime.hpp"
+#include "tern/core/arena.hpp"
 #include "tern/core/pending_table.hpp"
 #include "tern/core/priority_ring.hpp"
 #include "tern/core/ring.hpp"
@@ -90,6 +91,50 @@ TEST(NoHeap, SteadyStateMessagingAllocatesNothing) {
   EXPECT_EQ(replies, 5000);
   EXPECT_GT(a.events, 0);
   rt.shutdown();
+}
+
+// Firmware that links no heap gives the reactor and runtime an arena: construction then
+// allocates nothing of tern's (on Linux the reactor's libevent base still does: compared
+// against the same reactor on the heap, exactly its three tables are missing).
+TEST(NoHeap, ConstructionInAnArenaTakesNoHeap) {
+  alignas(tern::Arena::kAlign) static unsigned char memory[256 * 1024];
+  tern::ManualClock clock;
+  tern::ReactorConfig rc;
+  rc.manual_clock = &clock;
+  tern::RuntimeConfig config;
+  std::size_t before = tern_test::allocations();
+  { tern::Reactor on_heap(rc); }
+  const std::size_t heap_reactor = tern_test::allocations() - before;
+
+  tern::Arena arena(memory, sizeof memory);
+  rc.arena = &arena;
+  config.arena = &arena;
+  before = tern_test::allocations();
+  tern::Reactor reactor(rc);
+  const std::size_t arena_reactor = tern_test::allocations() - before;
+  EXPECT_EQ(heap_reactor - arena_reactor, 3u) << "timers, posted calls and watches";
+  before = tern_test::allocations();
+  {
+    tern::Runtime rt(reactor, config);
+    EXPECT_EQ(tern_test::allocations() - before, 0u);
+    rt.shutdown();
+  }
+  EXPECT_EQ(arena.used(), tern::Reactor::arena_bytes(rc) + tern::Runtime::arena_bytes(config));
+}
+
+TEST(NoHeapDeathTest, AnArenaTooSmallIsAStartUpFailureNamingTheFix) {
+  alignas(tern::Arena::kAlign) static unsigned char memory[4096];
+  tern::ManualClock clock;
+  tern::ReactorConfig rc;
+  rc.manual_clock = &clock;
+  ASSERT_LT(sizeof memory, tern::Reactor::arena_bytes(rc));
+  EXPECT_DEATH(
+      {
+        tern::Arena arena(memory, sizeof memory);
+        rc.arena = &arena;
+        tern::Reactor reactor(rc);
+      },
+      "arena_bytes");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tern/core/arena.hpp"
 #include "tern/core/errc.hpp"
 
 namespace tern {
@@ -110,8 +111,18 @@ struct PayloadStats {
 
 class PayloadPool {
  public:
-  // Allocates every block once. Classes must be given smallest first.
-  explicit PayloadPool(const PayloadConfig& config = PayloadConfig{});
+  // Allocates every block once, from `arena` when given (it must hold arena_bytes(config)
+  // more bytes), else from the heap. Classes must be given smallest first.
+  explicit PayloadPool(const PayloadConfig& config = PayloadConfig{}, Arena* arena = nullptr);
+  // The bytes every block of `config` takes, headers included.
+  static constexpr std::size_t arena_bytes(const PayloadConfig& config) {
+    constexpr std::size_t a = alignof(detail::PayloadBlock);
+    std::size_t total = 0;
+    for (const PayloadClass& c : config.classes) {
+      if (c.block_size != 0) total += (sizeof(detail::PayloadBlock) + (c.block_size + a - 1) / a * a) * c.count;
+    }
+    return total;
+  }
   // Destroying the pool while Payloads are alive is a contract violation (panic).
   ~PayloadPool();
   PayloadPool(const PayloadPool&) = delete;
@@ -144,6 +155,7 @@ class PayloadPool {
   Class classes_[PayloadConfig::kMaxClasses];
   int class_count_ = 0;
   unsigned char* memory_ = nullptr;
+  Arena* arena_ = nullptr;
   PayloadStats stats_;
 };
 

@@ -18,7 +18,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 
 #include "tern/agents/agent.hpp"
 #include "tern/agents/log.hpp"
@@ -28,6 +27,7 @@
 #include "tern/core/ring.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/scoped_value.hpp"
+#include "tern/detail/startup_array.hpp"
 #include "tern/reactor/reactor.hpp"
 
 namespace tern {
@@ -47,6 +47,10 @@ struct RuntimeConfig {
   LogSink log_sink = nullptr;
   void* log_context = nullptr;
   LogLevel log_level = LogLevel::info;
+  // When set, every table above (payload blocks included) comes from this arena instead
+  // of the heap; it must hold Runtime::arena_bytes(config) more bytes (else a start-up
+  // panic) and outlive the Runtime.
+  Arena* arena = nullptr;
 };
 
 struct RuntimeStats {
@@ -72,6 +76,8 @@ class Runtime {
   static constexpr std::size_t kTopicNameMax = 31;
 
   Runtime(Reactor& reactor, const RuntimeConfig& config = RuntimeConfig{});
+  // Exactly what a Runtime with `config` takes from RuntimeConfig::arena.
+  static constexpr std::size_t arena_bytes(const RuntimeConfig& config);
   // Shuts down (no grace) if shutdown() was not called.
   ~Runtime();
   Runtime(const Runtime&) = delete;
@@ -278,26 +284,26 @@ class Runtime {
   Reactor& reactor_;
   RuntimeConfig config_;
   PayloadPool payloads_;
-  std::unique_ptr<AgentSlot[]> agents_;
+  detail::StartupArray<AgentSlot> agents_;
   std::size_t agent_count_ = 0;
-  std::unique_ptr<Node[]> nodes_;
+  detail::StartupArray<Node> nodes_;
   NodeIndex free_node_ = kNil;
   std::size_t nodes_in_use_ = 0;
   std::size_t nodes_reserved_ = 0;
   // Room for the requester's callback plus the runtime's bookkeeping around it (see
   // request_from: the callback, `this` and the requester's id).
   using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*)>;
-  std::unique_ptr<Pending::Slot[]> pending_slots_;  // outlives pending_
+  detail::StartupArray<Pending::Slot> pending_slots_;  // outlives pending_
   Pending pending_;
-  std::unique_ptr<RequestSlot[]> requests_;  // indexed like the pending table's slots
+  detail::StartupArray<RequestSlot> requests_;  // indexed like the pending table's slots
   NodeIndex answers_head_ = kNil;            // answers waiting, oldest first
   NodeIndex answers_tail_ = kNil;
-  std::unique_ptr<TimerEntry[]> timers_;
+  detail::StartupArray<TimerEntry> timers_;
   std::uint32_t free_timer_ = 0;
   std::size_t timers_in_use_ = 0;
-  std::unique_ptr<Topic[]> topics_;
+  detail::StartupArray<Topic> topics_;
   std::size_t topic_count_ = 0;
-  std::unique_ptr<Wildcard[]> wildcards_;
+  detail::StartupArray<Wildcard> wildcards_;
   Timer dispatch_timer_;
   std::size_t rr_cursor_ = 0;
   bool shutting_down_ = false;
@@ -311,6 +317,20 @@ class Runtime {
   EscalationHandler on_escalate_;
   RuntimeStats stats_;
 };
+
+constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
+  // Every table has at least one entry, as the constructor allocates them.
+  auto at_least_one = [](std::size_t n) { return n ? n : std::size_t{1}; };
+  std::size_t agents = config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents;
+  std::size_t used = PayloadPool::arena_bytes(config.payloads);
+  used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(agents));
+  used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
+  used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
+  used = detail::StartupArray<RequestSlot>::arena_step(used, at_least_one(config.max_pending));
+  used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
+  used = detail::StartupArray<Topic>::arena_step(used, at_least_one(config.max_topics));
+  return detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));
+}
 
 template <typename Pred>
 Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {

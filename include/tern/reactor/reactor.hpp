@@ -7,20 +7,23 @@
 //   auto t = reactor.after(tern::ms(500), [&] { reactor.stop(); });
 //   reactor.run();
 //
-// Capacities come from ReactorConfig, allocated once at construction; nothing allocates
-// afterwards. See examples/agents_bus for a reactor under a Runtime.
+// Capacities come from ReactorConfig, allocated once at construction (from the heap, or
+// from an Arena the config names); nothing allocates afterwards. See examples/agents_bus
+// for a reactor under a Runtime.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include "tern/core/arena.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/ring.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/port_state.hpp"
+#include "tern/detail/startup_array.hpp"
 #include "tern/reactor/inbox.hpp"
 
 namespace tern {
@@ -35,6 +38,11 @@ struct ReactorConfig {
   Duration tick = ms(1);          // timer resolution
   // When set, now() reads this clock and waits never block (tests, simulation).
   const ManualClock* manual_clock = nullptr;
+  // When set, the tables above come from this arena instead of the heap; it must hold
+  // Reactor::arena_bytes(config) more bytes (else a start-up panic) and outlive the
+  // Reactor. The port's own state is not in it (libevent allocates on Linux; the
+  // Cortex-M port allocates nothing).
+  Arena* arena = nullptr;
 };
 
 struct ReactorStats {
@@ -96,6 +104,8 @@ class Reactor {
   // starts the port backend. A port that cannot start is a contract violation (panic):
   // it means the device is misconfigured, not that outside input was bad.
   explicit Reactor(const ReactorConfig& config = ReactorConfig{});
+  // Exactly what a Reactor with `config` takes from ReactorConfig::arena.
+  static constexpr std::size_t arena_bytes(const ReactorConfig& config);
   // Cancels every timer and watch (their callbacks do not run) and drops posted calls.
   ~Reactor();
   Reactor(const Reactor&) = delete;
@@ -195,14 +205,26 @@ class Reactor {
   std::size_t run_due(Instant t);
   bool runnable_now() const;
 
+  struct PostedCell {  // storage for one posted Callback, constructed by the ring
+    alignas(Callback) unsigned char bytes[sizeof(Callback)];
+  };
+  // The config with its sizes as the tables get them (the order arena_bytes() follows).
+  static constexpr ReactorConfig sized(ReactorConfig c) {
+    if (c.max_watches > static_cast<std::size_t>(detail::kPortMaxWatches)) {
+      c.max_watches = static_cast<std::size_t>(detail::kPortMaxWatches);
+    }
+    if (c.max_posted == 0) c.max_posted = 1;
+    return c;
+  }
+
   ReactorConfig config_;
   ReactorStats stats_;
   TimerWheel wheel_;
-  TimerEntry* timers_ = nullptr;
+  detail::StartupArray<TimerEntry> timers_;
   std::uint32_t free_timer_ = 0;
-  void* posted_storage_ = nullptr;
-  RingBuffer<Callback>* posted_ = nullptr;
-  WatchEntry* watches_ = nullptr;
+  detail::StartupArray<PostedCell> posted_storage_;
+  RingBuffer<Callback> posted_;
+  detail::StartupArray<WatchEntry> watches_;
   int dispatching_watch_ = -1;
   InboxBase* inboxes_ = nullptr;
   std::atomic<bool> inbox_pending_{false};
@@ -213,5 +235,12 @@ class Reactor {
   detail::PortState port_;
   CallInbox call_inbox_;
 };
+
+constexpr std::size_t Reactor::arena_bytes(const ReactorConfig& config) {
+  ReactorConfig c = sized(config);
+  std::size_t used = detail::StartupArray<TimerEntry>::arena_step(0, c.max_timers);
+  used = detail::StartupArray<PostedCell>::arena_step(used, c.max_posted);
+  return detail::StartupArray<WatchEntry>::arena_step(used, c.max_watches);
+}
 
 }  // namespace tern
