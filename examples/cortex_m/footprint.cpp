@@ -11,7 +11,8 @@
 // would pick: 16 agent timers (Context::after), 16 posted calls, 8 topics, 2 wildcard
 // subscriptions, 1 watch slot (the port's maximum). It then measures a smaller
 // configuration the same way (kSmall: 8-message mailboxes, 16 requests, 32 reactor
-// timers, 16 payload buffers), which docs/FOOTPRINT.md quotes as what fits in 16 KB.
+// timers, 16 payload buffers), which docs/FOOTPRINT.md quotes as what fits in 16 KB,
+// and the reference configuration a third time with its tables in a static Arena.
 //
 // What it measures, for each configuration, in this order:
 //   1. newlib's own heap (stdio buffers, taken at the first printf): not tern's;
@@ -148,7 +149,7 @@ constexpr Config kReference{"reference", 8, 16, 64, 256, 16, 32, 64};
 constexpr Config kSmall{"small", 8, 8, 16, 32, 16, 16, 64};
 constexpr std::size_t kMaxAgents = 8;
 
-tern::ReactorConfig reactor_config(const Config& k) {
+constexpr tern::ReactorConfig reactor_config(const Config& k) {
   tern::ReactorConfig c;
   c.max_timers = k.timers;
   c.max_posted = 16;
@@ -156,7 +157,7 @@ tern::ReactorConfig reactor_config(const Config& k) {
   return c;
 }
 
-tern::RuntimeConfig runtime_config(const Config& k) {
+constexpr tern::RuntimeConfig runtime_config(const Config& k) {
   tern::RuntimeConfig c;
   c.max_agents = k.agents;
   c.max_messages = k.agents * k.mailbox;
@@ -169,6 +170,12 @@ tern::RuntimeConfig runtime_config(const Config& k) {
   for (int i = 1; i < tern::PayloadConfig::kMaxClasses; ++i) c.payloads.classes[i] = {0, 0};
   return c;
 }
+
+// The reference configuration once more, its tables in an Arena instead of the heap: a
+// static buffer sized at compile time, as a firmware without a heap would declare it.
+constexpr std::size_t kReferenceArenaBytes = tern::Reactor::arena_bytes(reactor_config(kReference)) +
+                                             tern::Runtime::arena_bytes(runtime_config(kReference));
+alignas(tern::Arena::kAlign) unsigned char g_arena_mem[kReferenceArenaBytes];
 
 // Static storage, constructed in main() once the baseline is taken: this is where a
 // firmware keeps them, and sizeof() is then exactly their .bss.
@@ -247,10 +254,10 @@ struct Measured {
 };
 
 // Builds the Reactor and Runtime of `k` in static storage, counts what they take from
-// the heap, fills every table to its capacity at once (one more of each refused), drains
-// it, shuts down and destroys them.
-Measured measure(const Config& k) {
-  g_config = k.name;
+// the heap (nothing, given an arena), fills every table to its capacity at once (one
+// more of each refused), drains it, shuts down and destroys them.
+Measured measure(const Config& k, tern::Arena* arena = nullptr) {
+  g_config = arena ? "reference, in an arena" : k.name;
   Measured out{};
   for (Worker& w : g_workers) w = Worker{};
   const std::size_t sbrk_before = tern::cortex_m::heap_used();
@@ -260,10 +267,14 @@ Measured measure(const Config& k) {
   g_heap.requested = 0;
   g_heap.calls = 0;
   g_heap.counting = 0;
-  auto* reactor = new (g_reactor_mem) tern::Reactor(reactor_config(k));
+  tern::ReactorConfig rc = reactor_config(k);
+  tern::RuntimeConfig uc = runtime_config(k);
+  rc.arena = arena;
+  uc.arena = arena;
+  auto* reactor = new (g_reactor_mem) tern::Reactor(rc);
   const std::size_t reactor_heap = g_heap.requested;
   const std::size_t reactor_calls = g_heap.calls;
-  auto* runtime = new (g_runtime_mem) tern::Runtime(*reactor, runtime_config(k));
+  auto* runtime = new (g_runtime_mem) tern::Runtime(*reactor, uc);
   const std::size_t runtime_heap = g_heap.requested - reactor_heap;
   const std::size_t runtime_calls = g_heap.calls - reactor_calls;
   tern::AgentId ids[kMaxAgents];
@@ -274,6 +285,11 @@ Measured measure(const Config& k) {
   }
   const std::size_t init_requested = g_heap.requested;
   const std::size_t init_calls = g_heap.calls;
+  if (arena) {
+    check(init_requested == 0, "no heap at init with an arena");
+    check(arena->used() == tern::Reactor::arena_bytes(rc) + tern::Runtime::arena_bytes(uc),
+          "the arena holds exactly arena_bytes()");
+  }
   const std::size_t init_counting = g_heap.counting;
   const std::size_t sbrk_after_init = tern::cortex_m::heap_used();
   const std::size_t inuse_after_init = heap_in_use().in_use;
@@ -396,6 +412,8 @@ int main() {
   const Measured m = measure(kReference);
   // The second run reuses the heap the first one freed: its sbrk growth is not its own.
   const Measured small = measure(kSmall);
+  tern::Arena arena(g_arena_mem, sizeof g_arena_mem);
+  const Measured in_arena = measure(kReference, &arena);
   g_config = "";
 
   // ---- report ----
@@ -497,6 +515,9 @@ int main() {
   kv("stack_used", m.stack_used);
   kv("small_heap_init_requested", small.init_requested);
   kv("small_heap_after_init_requested", small.steady_requested);
+  kv("arena_reference_bytes", arena.used());
+  kv("arena_reference_heap_init_requested", in_arena.init_requested);
+  kv("arena_reference_heap_after_init_requested", in_arena.steady_requested);
   kv("agents_user_objects", sizeof(g_workers));
   kv("failures", static_cast<std::size_t>(g_failures));
   std::printf("%s\n",

@@ -57,7 +57,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
 
 PayloadPool::~PayloadPool() {
   if (stats_.in_use != 0) panic("PayloadPool destroyed while Payloads are alive");
-  detail::startup_release(arena_, memory_, kAlign);
+  if (!arena_) detail::startup_release(memory_, kAlign);
 }
 
 std::size_t PayloadPool::largest_block() const {

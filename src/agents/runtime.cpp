@@ -219,7 +219,11 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
                                         config.arena)),
       nodes_(allocate_array<Node>(config.max_messages, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
-      pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1) {
+      pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
+      requests_(allocate_array<RequestSlot>(config.max_pending, config.arena)),
+      timers_(allocate_array<TimerEntry>(config.max_timers, config.arena)),
+      topics_(allocate_array<Topic>(config.max_topics, config.arena)),
+      wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
   if (config_.max_agents > kMaxAgents) config_.max_agents = kMaxAgents;
   if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
   if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;
@@ -228,15 +232,11 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
   }
   free_node_ = config_.max_messages ? 0 : kNil;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
-  requests_ = allocate_array<RequestSlot>(pending_.capacity(), config_.arena);
-  timers_ = allocate_array<TimerEntry>(config_.max_timers, config_.arena);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].runtime = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
     timers_[i].timer.set_callback(&Runtime::on_agent_timer, &timers_[i]);
   }
-  topics_ = allocate_array<Topic>(config_.max_topics, config_.arena);
-  wildcards_ = allocate_array<Wildcard>(config_.max_wildcards, config_.arena);
   dispatch_timer_.set_callback(&Runtime::on_dispatch, this);
   on_escalate_ = [this](GroupId g, AgentId, Errc) {
     if (g == kRootGroup) reactor_.stop();

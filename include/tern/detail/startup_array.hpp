@@ -4,36 +4,19 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
-#include <utility>
 
 #include "tern/core/arena.hpp"
 #include "tern/core/errc.hpp"
 
 namespace tern::detail {
 
-// Raw start-up memory. Nothing is taken for 0 bytes (nullptr).
-inline void* startup_take(Arena* arena, std::size_t bytes, std::size_t align, const char* short_of) {
-  if (bytes == 0) return nullptr;
-  void* p = nullptr;
-  if (arena) {
-    p = arena->take(bytes, align);
-  } else if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-    p = ::operator new(bytes, std::align_val_t(align), std::nothrow);
-  } else {
-    p = ::operator new(bytes, std::nothrow);
-  }
-  if (!p) panic(short_of);
-  return p;
-}
-inline void startup_release(Arena* arena, void* p, std::size_t align) {
-  if (!p || arena) return;
-  if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-    ::operator delete(p, std::align_val_t(align));
-  } else {
-    ::operator delete(p);
-  }
-}
+// Raw start-up memory from `arena`, or the heap when it is null; nothing for 0 bytes
+// (nullptr). Running short is a start-up failure: panic(short_of).
+void* startup_take(Arena* arena, std::size_t bytes, std::size_t align, const char* short_of);
+// Gives back what startup_take() took from the heap (never call it for an arena's).
+void startup_release(void* p, std::size_t align);
 
 template <typename T>
 class StartupArray {
@@ -43,39 +26,33 @@ class StartupArray {
     return n ? detail::arena_step(used, sizeof(T) * n, alignof(T)) : used;
   }
 
-  StartupArray() = default;
   // `n` value-initialised elements; `short_of` is the panic message when memory runs out.
   StartupArray(std::size_t n, Arena* arena, const char* short_of)
-      : items_(static_cast<T*>(startup_take(arena, sizeof(T) * n, alignof(T), short_of))), count_(n), arena_(arena) {
+      : items_(static_cast<T*>(startup_take(arena, bytes_for(n, short_of), alignof(T), short_of))),
+        count_(static_cast<std::uint32_t>(n)),
+        in_arena_(arena != nullptr) {
     for (std::size_t i = 0; i < n; ++i) new (&items_[i]) T();
   }
-  ~StartupArray() { release(); }
-  StartupArray(StartupArray&& o) noexcept { *this = std::move(o); }
-  StartupArray& operator=(StartupArray&& o) noexcept {
-    if (this != &o) {
-      release();
-      items_ = std::exchange(o.items_, nullptr);
-      count_ = std::exchange(o.count_, 0);
-      arena_ = o.arena_;
-    }
-    return *this;
+  ~StartupArray() {
+    for (std::size_t i = count_; i > 0; --i) items_[i - 1].~T();
+    if (!in_arena_) startup_release(items_, alignof(T));
   }
+  StartupArray(const StartupArray&) = delete;
+  StartupArray& operator=(const StartupArray&) = delete;
 
   T* get() const { return items_; }
   T& operator[](std::size_t i) const { return items_[i]; }
   std::size_t size() const { return count_; }
 
  private:
-  void release() {
-    for (std::size_t i = count_; i > 0; --i) items_[i - 1].~T();
-    startup_release(arena_, items_, alignof(T));
-    items_ = nullptr;
-    count_ = 0;
+  static std::size_t bytes_for(std::size_t n, const char* short_of) {
+    if (n >= (std::size_t{1} << 31) || n > static_cast<std::size_t>(-1) / sizeof(T)) panic(short_of);
+    return sizeof(T) * n;
   }
 
   T* items_ = nullptr;
-  std::size_t count_ = 0;
-  Arena* arena_ = nullptr;
+  std::uint32_t count_ : 31 = 0;
+  std::uint32_t in_arena_ : 1 = 0;  // an arena never gives back
 };
 
 }  // namespace tern::detail
