@@ -21,7 +21,10 @@
 // every path above happened and shutdown left no request, timer or message behind.
 //
 // Run: ports/cortex-m/run-qemu build-cm3/examples/cortex_m_example
+#include <malloc.h>
+
 #include <cstdarg>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 
@@ -233,6 +236,28 @@ Sensor g_sensor;
 Controller g_controller;
 Actuator g_actuator;
 
+// Sized for this program. Every table comes from one static buffer, sized at compile
+// time, so tern takes nothing from the heap (the way a firmware without one runs it).
+constexpr tern::ReactorConfig kReactorConfig{.max_timers = 8, .max_posted = 8, .max_watches = 1};
+constexpr tern::RuntimeConfig runtime_config() {
+  tern::RuntimeConfig c;
+  c.max_agents = 4;
+  c.max_messages = 48;
+  c.max_pending = 16;
+  c.max_timers = 16;
+  c.max_topics = 2;
+  c.max_wildcards = 1;
+  c.payloads.classes[0] = {64, 4};
+  c.payloads.classes[1] = {0, 0};
+  c.payloads.classes[2] = {0, 0};
+  return c;
+}
+alignas(tern::Arena::kAlign) unsigned char g_memory[tern::Reactor::arena_bytes(kReactorConfig) +
+                                                    tern::Runtime::arena_bytes(runtime_config())];
+
+// Bytes newlib's malloc has handed out and not had back (chunk headers included).
+std::size_t heap_in_use() { return static_cast<std::size_t>(mallinfo().uordblks); }
+
 int g_failed_checks = 0;
 void expect(bool ok, const char* what) {
   std::printf("  [%s] %s\n", ok ? " ok " : "FAIL", what);
@@ -242,24 +267,16 @@ void expect(bool ok, const char* what) {
 }  // namespace
 
 int main() {
-  // Sized for this program; every table is allocated here, once.
-  tern::ReactorConfig rc;
-  rc.max_timers = 8;
-  rc.max_posted = 8;
+  const std::size_t heap_at_start = heap_in_use();
+  tern::Arena arena(g_memory, sizeof g_memory);
+  tern::ReactorConfig rc = kReactorConfig;
+  rc.arena = &arena;
   tern::Reactor reactor(rc);
   g_reactor = &reactor;
-
-  tern::RuntimeConfig cfg;
-  cfg.max_agents = 4;
-  cfg.max_messages = 48;
-  cfg.max_pending = 16;
-  cfg.max_timers = 16;
-  cfg.max_topics = 2;
-  cfg.max_wildcards = 1;
-  cfg.payloads.classes[0] = {64, 4};
-  cfg.payloads.classes[1] = {0, 0};
-  cfg.payloads.classes[2] = {0, 0};
+  tern::RuntimeConfig cfg = runtime_config();
+  cfg.arena = &arena;
   tern::Runtime runtime(reactor, cfg);
+  const std::size_t heap_after_tern = heap_in_use();
 
   auto sensor = runtime.spawn(g_sensor, {.name = "sensor",
                                          .mailbox = 16,
@@ -305,7 +322,7 @@ int main() {
               static_cast<long long>(kAnswerSoon.millis()),
               static_cast<long long>(kAnswerLate.millis()));
   // After the first printf: newlib takes its stdio buffer then, once.
-  const std::size_t heap_after_init = tern::cortex_m::heap_used();
+  const std::size_t heap_after_init = heap_in_use();
 
   // A bound on the run in case the interrupt never comes (then the checks fail).
   auto give_up = reactor.after(tern::seconds(20), [&] { reactor.stop(); });
@@ -320,7 +337,7 @@ int main() {
 
   const std::uint32_t systicks = tern::cortex_m::systick_count() - systick0;
   const std::uint32_t wfis = tern::cortex_m::wfi_count() - wfi0;
-  const std::size_t heap_after_run = tern::cortex_m::heap_used();
+  const std::size_t heap_after_run = heap_in_use();
   const tern::RuntimeStats st = runtime.stats();
   const tern::AgentCounters sensor_counters = *runtime.counters(sensor_id);
 
@@ -346,11 +363,13 @@ int main() {
               static_cast<unsigned long long>(st.replies_late),
               static_cast<unsigned long long>(st.restarts),
               static_cast<unsigned long long>(st.escalations));
-  std::printf("  reactor: %llu turns over %lu SysTicks (%lu WFIs); heap %lu B after init, "
-              "%lu B after the run\n",
+  std::printf("  reactor: %llu turns over %lu SysTicks (%lu WFIs)\n",
               static_cast<unsigned long long>(reactor.stats().turns),
-              static_cast<unsigned long>(systicks), static_cast<unsigned long>(wfis),
-              static_cast<unsigned long>(heap_after_init),
+              static_cast<unsigned long>(systicks), static_cast<unsigned long>(wfis));
+  std::printf("  memory: tern's tables %lu B in a static arena; heap in use %lu B before tern, "
+              "%lu B after it, %lu B after the first printf, %lu B after the run\n",
+              static_cast<unsigned long>(arena.used()), static_cast<unsigned long>(heap_at_start),
+              static_cast<unsigned long>(heap_after_tern), static_cast<unsigned long>(heap_after_init),
               static_cast<unsigned long>(heap_after_run));
   std::printf("  after shutdown: %lu pending, %lu agent timers, %lu messages, %lu on the wheel\n",
               static_cast<unsigned long>(runtime.pending_in_use()),
@@ -371,6 +390,8 @@ int main() {
   expect(g_sensor.failures > 0 && st.restarts == static_cast<std::uint64_t>(g_sensor.failures) &&
              st.escalations == 0,
          "every sensor failure was restarted by its supervisor, no escalation");
+  expect(heap_after_tern == heap_at_start && arena.used() == sizeof g_memory,
+         "tern took its tables from the static arena, nothing from the heap");
   expect(heap_after_run == heap_after_init, "no heap used after init");
   expect(wfis > 0 && reactor.stats().turns < systicks,
          "the loop slept in WFI between events (fewer turns than SysTicks)");
