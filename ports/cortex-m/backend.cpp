@@ -45,10 +45,12 @@ void (*volatile g_periodic_handler)() = nullptr;
 namespace cortex_m::internal {
 
 // Programs SysTick once, whatever state it is in: after reset its counter is UNKNOWN,
-// and a bootloader may have left it running with another reload.
+// and a bootloader may have left it running with another reload (and a tick of its
+// pending, which would count a millisecond that never passed).
 void start_clock() {
   if (g_clock_started) return;
   reg(kSysTickCsr) = 0;
+  reg(hw::kScbIcsr) = hw::kIcsrPendStClr;
   reg(kSysTickRvr) = kSysTickReload;
   reg(kSysTickCvr) = 0;  // any write clears it: the first tick is a whole one
   reg(kSysTickCsr) = kSysTickCpuClock | kSysTickTickInt | kSysTickEnable;

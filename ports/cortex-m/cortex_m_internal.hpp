@@ -32,6 +32,7 @@ inline constexpr std::uint32_t kSysTickEnable = 1u << 0;
 inline constexpr std::uint32_t kSysTickTickInt = 1u << 1;
 inline constexpr std::uint32_t kSysTickCpuClock = 1u << 2;
 inline constexpr std::uint32_t kIcsrPendStSet = 1u << 26;
+inline constexpr std::uint32_t kIcsrPendStClr = 1u << 25;  // write 1: forget a pending SysTick
 
 // Masks interrupts and returns the previous PRIMASK, for irq_restore().
 inline std::uint32_t irq_save() {
