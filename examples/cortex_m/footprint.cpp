@@ -448,7 +448,7 @@ int main() {
   for (const auto& l : layouts) std::printf("  %-34s %5u\n", l.name, unsigned(l.size));
 
   // The heap by table: capacity x entry size, from the configuration; "other" is what
-  // the measurement finds beyond that (ring objects, new[] array cookies).
+  // the measurement finds beyond that (0 since tables are exact capacity x entry).
   {
     const tern::ReactorConfig rc = reactor_config(kReference);
     const tern::RuntimeConfig uc = runtime_config(kReference);
@@ -483,7 +483,7 @@ int main() {
                     static_cast<unsigned long>(rows[i].count * rows[i].each));
         sum += rows[i].count * rows[i].each;
       }
-      std::printf("  %-8s %-32s %20ld\n", who, "other (rings, new[] cookies)",
+      std::printf("  %-8s %-32s %20ld\n", who, "other (beyond capacity x entry)",
                   static_cast<long>(measured) - static_cast<long>(sum));
     };
     std::printf("\nheap at init, by table (bytes):\n");
