@@ -48,7 +48,7 @@ void* JsonPool::allocate(std::size_t n) {
   if (!pool) return nullptr;
   for (int i = 0; i < kClasses; ++i) {
     Class& c = pool->classes_[i];
-    if (n + kHeader > c.size || !c.free) continue;
+    if (n > c.size - kHeader || !c.free) continue;  // n + kHeader could wrap around
     auto* block = static_cast<unsigned char*>(c.free);
     c.free = *reinterpret_cast<void**>(block + kHeader);
     block[0] = static_cast<unsigned char>(i);

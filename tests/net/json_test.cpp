@@ -2,6 +2,8 @@
 
 #include <cjson/cJSON.h>
 
+#include <cstdint>
+
 #include "alloc_counter.hpp"
 #include "tern_test.hpp"
 
@@ -43,6 +45,17 @@ TEST(Json, MalformedIsProtocolAndExhaustionIsFull) {
   EXPECT_EQ(pool.stats().in_use, 0u);  // the failed parse gave everything back
   auto ok = tern::json_parse("[1]");
   EXPECT_TRUE(ok.ok());
+}
+
+TEST(Json, RequestNearSizeMaxIsRefusedNotWrappedToASmallBlock) {
+  tern::JsonPool pool;
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 100}) {
+    void* p = cJSON_malloc(n);
+    EXPECT_EQ(p, nullptr) << n;
+    cJSON_free(p);  // keeps the pool destructor quiet if the test fails
+  }
+  EXPECT_EQ(pool.stats().failures, 3u);
+  EXPECT_EQ(pool.stats().in_use, 0u);
 }
 
 TEST(Json, PrintIntoTooSmallBufferIsTooLarge) {
