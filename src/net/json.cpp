@@ -84,13 +84,20 @@ JsonDoc::~JsonDoc() {
 
 Result<JsonDoc> json_parse(std::string_view text) {
   std::uint64_t failures = g_pool ? g_pool->stats().failures : 0;
-  cJSON* root = cJSON_ParseWithLength(text.data(), text.size());
+  const char* end = nullptr;
+  cJSON* root = cJSON_ParseWithLengthOpts(text.data(), text.size(), &end, false);
   if (!root) {
     // cJSON reports both malformed text and a failed allocation as NULL.
     bool out_of_memory = g_pool && g_pool->stats().failures != failures;
     return out_of_memory ? Errc::full : Errc::protocol;
   }
-  return JsonDoc(root);
+  JsonDoc doc(root);
+  // cJSON stops after the first value; anything after it but whitespace is malformed
+  // (`{"a":1} {"b":2}`, or a NUL and more bytes), not a document to half-accept.
+  for (const char* p = end; p < text.data() + text.size(); ++p) {
+    if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') return Errc::protocol;
+  }
+  return doc;
 }
 
 Result<std::size_t> json_print(const cJSON* root, char* buf, std::size_t cap) {

@@ -47,6 +47,17 @@ TEST(Json, MalformedIsProtocolAndExhaustionIsFull) {
   EXPECT_TRUE(ok.ok());
 }
 
+TEST(Json, BytesAfterTheValueAreProtocolAndGiveTheDocumentBack) {
+  tern::JsonPool pool(tern::JsonPoolConfig{});
+  EXPECT_EQ(tern::json_parse("{\"a\":1} {\"b\":2}").error(), Errc::protocol);
+  EXPECT_EQ(tern::json_parse("[1]x").error(), Errc::protocol);
+  EXPECT_EQ(tern::json_parse(std::string_view("[1]\0[2]", 7)).error(), Errc::protocol);
+  EXPECT_EQ(pool.stats().in_use, 0u);  // the value parsed before the bytes was freed
+  auto spaced = tern::json_parse(" \t[1] \r\n ");
+  ASSERT_TRUE(spaced.ok());
+  EXPECT_EQ(cJSON_GetArraySize(spaced->get()), 1);
+}
+
 TEST(Json, RequestNearSizeMaxIsRefusedNotWrappedToASmallBlock) {
   tern::JsonPool pool;
   for (std::size_t n : {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 100}) {

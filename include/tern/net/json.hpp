@@ -83,8 +83,9 @@ class JsonDoc {
   cJSON* root_ = nullptr;
 };
 
-// Parses `text` (not necessarily NUL-terminated). Errors: protocol (malformed JSON),
-// full (the pool ran out while parsing; nothing is leaked).
+// Parses `text` (not necessarily NUL-terminated): one JSON value, with only whitespace
+// around it. Errors: protocol (malformed JSON, or bytes after the value), full (the pool
+// ran out while parsing; nothing is leaked).
 Result<JsonDoc> json_parse(std::string_view text);
 
 // Prints `root` compactly into `buf`. Returns the length (excluding the NUL written
