@@ -8,9 +8,9 @@
 namespace tern {
 
 namespace {
-constexpr std::size_t kAlign = alignof(std::max_align_t);
-constexpr std::size_t round_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-static_assert(sizeof(detail::PayloadBlock) % kAlign == 0, "payload bytes must stay aligned");
+constexpr std::size_t kAlign = alignof(detail::PayloadBlock);
+static_assert(kAlign <= Arena::kAlign && sizeof(detail::PayloadBlock) % kAlign == 0,
+              "payload bytes must stay aligned");
 }  // namespace
 
 std::size_t Payload::capacity() const {
@@ -30,23 +30,30 @@ void Payload::release_ref() {
 }
 
 PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(arena) {
+  std::size_t total = 0;
   for (const PayloadClass& c : config.classes) {
     if (c.block_size == 0 || c.count == 0) continue;
     if (class_count_ > 0 && c.block_size <= classes_[class_count_ - 1].block_size) {
       panic("PayloadConfig: classes must grow in size");
     }
+    // arena_bytes() cannot refuse a size that wraps; the constructor does.
+    constexpr std::size_t kMax = static_cast<std::size_t>(-1);
+    if (c.block_size > kMax / 2 || block_stride(c.block_size) > (kMax - total) / c.count) {
+      panic("PayloadConfig: the blocks' total size overflows");
+    }
+    total += block_stride(c.block_size) * c.count;
     Class& k = classes_[class_count_++];
     k.block_size = c.block_size;
     k.count = c.count;
   }
   memory_ = static_cast<unsigned char*>(detail::startup_take(
-      arena_, arena_bytes(config), kAlign,
+      arena_, total, kAlign,
       "PayloadPool: out of memory at start-up (or its arena holds less than arena_bytes(config))"));
   unsigned char* p = memory_;
   for (int i = 0; i < class_count_; ++i) {
     Class& k = classes_[i];
     // The data starts right after the header; header size keeps blocks aligned.
-    std::size_t stride = sizeof(detail::PayloadBlock) + round_up(k.block_size);
+    const std::size_t stride = block_stride(k.block_size);
     for (std::uint32_t j = 0; j < k.count; ++j, p += stride) {
       auto* b = new (p) detail::PayloadBlock{this, {k.free}, 0, static_cast<std::uint8_t>(i)};
       k.free = b;

@@ -224,6 +224,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       timers_(allocate_array<TimerEntry>(config.max_timers, config.arena)),
       topics_(allocate_array<Topic>(config.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
+  detail::startup_finish(config.arena);
   if (config_.max_agents > kMaxAgents) config_.max_agents = kMaxAgents;
   if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
   if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;

@@ -20,6 +20,10 @@ void* startup_take(Arena* arena, std::size_t bytes, std::size_t align, const cha
   return p;
 }
 
+void startup_finish(Arena* arena) {
+  if (arena) (void)arena->take(0, Arena::kAlign);  // a short arena failed already
+}
+
 void startup_release(void* p, std::size_t align) {
   if (!p) return;
   if (align > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {

@@ -58,6 +58,7 @@ Reactor::Reactor(const ReactorConfig& config)
       posted_(posted_storage_.get(), config_.max_posted),
       watches_(config_.max_watches, config_.arena, kShortOfMemory),
       call_inbox_(*this, [](Callback& cb) { cb(); }) {
+  detail::startup_finish(config_.arena);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].reactor = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);

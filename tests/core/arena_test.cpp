@@ -16,7 +16,7 @@ constexpr tern::ReactorConfig kSmallReactor{.max_timers = 8, .max_posted = 4, .m
 static_assert(tern::Reactor::arena_bytes(kSmallReactor) > 0);
 static_assert(tern::Runtime::arena_bytes(tern::RuntimeConfig{}) > tern::PayloadPool::arena_bytes({}));
 
-alignas(Arena::kAlign) unsigned char g_memory[64 * 1024];
+alignas(Arena::kAlign) unsigned char g_memory[128 * 1024];
 
 TEST(Arena, TakesAlignedPiecesInOrderAndRefusesWhatDoesNotFit) {
   Arena arena(g_memory, 3 * Arena::kAlign);
@@ -32,6 +32,14 @@ TEST(Arena, TakesAlignedPiecesInOrderAndRefusesWhatDoesNotFit) {
   EXPECT_EQ(arena.used(), arena.size());
   EXPECT_EQ(arena.take(1, 1), nullptr);
   EXPECT_EQ(arena.take(0, 1), static_cast<void*>(g_memory + arena.size()));  // nothing, at the end
+}
+
+TEST(Arena, ASizeThatWouldWrapIsRefused) {
+  Arena arena(g_memory, sizeof g_memory);
+  ASSERT_NE(arena.take(1, 1), nullptr);
+  EXPECT_EQ(arena.take(static_cast<std::size_t>(-1) - 5, Arena::kAlign), nullptr);
+  EXPECT_EQ(arena.take(static_cast<std::size_t>(-1), 1), nullptr);
+  EXPECT_EQ(arena.used(), 1u);
 }
 
 TEST(Arena, ReactorTakesExactlyArenaBytesAndRuns) {
@@ -76,7 +84,7 @@ TEST(Arena, ReactorAndRuntimeShareOneArenaSizedByTheirSum) {
   config.max_timers = 0;  // taken as 1, in the arena too
   config.max_topics = 2;
   config.max_wildcards = 1;
-  config.payloads.classes[0] = {48, 3};  // not a multiple of the alignment
+  config.payloads.classes[0] = {50, 3};  // not a multiple of the alignment (8 or 16)
   config.payloads.classes[1] = {200, 1};
   config.payloads.classes[2] = {0, 0};
   const std::size_t need = tern::Reactor::arena_bytes(rc) + tern::Runtime::arena_bytes(config);
@@ -105,13 +113,82 @@ TEST(Arena, ReactorAndRuntimeShareOneArenaSizedByTheirSum) {
                   })
                       .ok());
     }
-    EXPECT_EQ(rt.payloads().copy_of("x", 1).error(), Errc::full) << "3 blocks of 48 and 1 of 200";
+    EXPECT_EQ(rt.payloads().copy_of("x", 1).error(), Errc::full) << "3 blocks of 50 and 1 of 200";
     reactor.run_until_idle();
     EXPECT_EQ(answered, 4);
     EXPECT_EQ(sum, 10);
     rt.shutdown();
   }
   EXPECT_EQ(arena.used(), need) << "an arena never gives back";
+}
+
+// Objects share an arena in any order: each one's arena_bytes() is a multiple of
+// Arena::kAlign, and it pads its last table to that. Here the Runtime's last table
+// (one 36-byte wildcard) ends off the alignment, the clamps are exercised (more agents
+// and watches than a Runtime or the port takes), and a PayloadPool follows.
+TEST(Arena, ObjectsShareAnArenaInAnyOrderAndClampedSizesAreCounted) {
+  tern::ManualClock clock;
+  tern::RuntimeConfig config;
+  config.max_agents = tern::Runtime::kMaxAgents + 10;
+  config.max_messages = 4;
+  config.max_pending = 3;
+  config.max_timers = 1;
+  config.max_topics = 1;
+  config.max_wildcards = 1;
+  config.payloads.classes[0] = {0, 0};
+  config.payloads.classes[1] = {0, 0};
+  config.payloads.classes[2] = {0, 0};
+  tern::PayloadConfig pool_config;
+  pool_config.classes[0] = {50, 2};
+  pool_config.classes[1] = {77, 1};
+  pool_config.classes[2] = {0, 0};
+  tern::ReactorConfig rc = kSmallReactor;
+  rc.manual_clock = &clock;
+  rc.max_watches = static_cast<std::size_t>(tern::detail::kPortMaxWatches) + 5;
+
+  const std::size_t runtime_bytes = tern::Runtime::arena_bytes(config);
+  const std::size_t pool_bytes = tern::PayloadPool::arena_bytes(pool_config);
+  const std::size_t reactor_bytes = tern::Reactor::arena_bytes(rc);
+  EXPECT_EQ(runtime_bytes % Arena::kAlign, 0u);
+  EXPECT_EQ(pool_bytes % Arena::kAlign, 0u);
+  EXPECT_EQ(reactor_bytes % Arena::kAlign, 0u);
+  ASSERT_LE(runtime_bytes + pool_bytes + reactor_bytes, sizeof g_memory);
+  Arena arena(g_memory, runtime_bytes + pool_bytes + reactor_bytes);
+  rc.arena = &arena;
+  config.arena = &arena;
+  {
+    // The Runtime needs a reactor: this one stays on the heap.
+    tern::ReactorConfig heap_rc = kSmallReactor;
+    heap_rc.manual_clock = &clock;
+    tern::Reactor heap_reactor(heap_rc);
+    tern::Runtime rt(heap_reactor, config);
+    EXPECT_EQ(arena.used(), runtime_bytes);
+    tern::PayloadPool pool(pool_config, &arena);
+    EXPECT_EQ(arena.used(), runtime_bytes + pool_bytes);
+    tern::Reactor reactor(rc);
+    EXPECT_EQ(arena.used(), arena.size());
+
+    // Every payload block lies inside the pool's share of the arena, even filled to
+    // its capacity.
+    const unsigned char* pool_begin = g_memory + runtime_bytes;
+    const unsigned char* pool_end = pool_begin + pool_bytes;
+    tern::Payload held[3];
+    for (auto& p : held) {
+      auto made = pool.make(1);
+      ASSERT_TRUE(made.ok());
+      p = std::move(*made);
+      EXPECT_GE(static_cast<const unsigned char*>(p.data()), pool_begin);
+      EXPECT_LE(static_cast<const unsigned char*>(p.data()) + p.capacity(), pool_end);
+      for (std::size_t i = 0; i < p.capacity(); ++i) p.data()[i] = 0xA5;
+    }
+    EXPECT_EQ(pool.make(1).error(), Errc::full);
+    int fired = 0;
+    ASSERT_TRUE(reactor.after(tern::ms(1), [&fired] { ++fired; }).ok());
+    clock.advance(tern::ms(1));
+    reactor.run_until_idle();
+    EXPECT_EQ(fired, 1);
+    rt.shutdown();
+  }
 }
 
 }  // namespace

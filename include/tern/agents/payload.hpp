@@ -114,14 +114,18 @@ class PayloadPool {
   // Allocates every block once, from `arena` when given (it must hold arena_bytes(config)
   // more bytes), else from the heap. Classes must be given smallest first.
   explicit PayloadPool(const PayloadConfig& config = PayloadConfig{}, Arena* arena = nullptr);
-  // The bytes every block of `config` takes, headers included.
+  // The bytes every block of `config` takes, headers included (a multiple of
+  // Arena::kAlign).
   static constexpr std::size_t arena_bytes(const PayloadConfig& config) {
-    constexpr std::size_t a = alignof(detail::PayloadBlock);
     std::size_t total = 0;
     for (const PayloadClass& c : config.classes) {
-      if (c.block_size != 0) total += (sizeof(detail::PayloadBlock) + (c.block_size + a - 1) / a * a) * c.count;
+      if (c.block_size != 0) total += block_stride(c.block_size) * c.count;
     }
     return total;
+  }
+  // One block of `block_size` bytes with its header, as laid out in the pool.
+  static constexpr std::size_t block_stride(std::size_t block_size) {
+    return sizeof(detail::PayloadBlock) + detail::align_up(block_size, alignof(detail::PayloadBlock));
   }
   // Destroying the pool while Payloads are alive is a contract violation (panic).
   ~PayloadPool();

@@ -329,7 +329,8 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   used = detail::StartupArray<RequestSlot>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
   used = detail::StartupArray<Topic>::arena_step(used, at_least_one(config.max_topics));
-  return detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));
+  used = detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));
+  return detail::startup_total(used);
 }
 
 template <typename Pred>

@@ -11,8 +11,9 @@
 //   rc.arena = &arena;
 //   tern::Reactor reactor(rc);  // no heap: arena.used() == sizeof memory
 //
-// One arena may serve several objects (size it with the sum of their arena_bytes()).
-// It must outlive them. See examples/cortex_m/footprint.cpp.
+// One arena may serve several objects, in any order: size it with the sum of their
+// arena_bytes(), each a multiple of Arena::kAlign (an object pads its last table to
+// it). It must outlive them. See examples/cortex_m/main.cpp.
 #pragma once
 
 #include <cstddef>
@@ -23,10 +24,11 @@
 namespace tern {
 
 namespace detail {
+constexpr std::size_t align_up(std::size_t n, std::size_t align) { return (n + align - 1) / align * align; }
 // Where the next piece of `bytes` at `align` ends in an arena `used` bytes full:
 // arena_bytes() and Arena::take() both step with it, so the sum is exact.
 constexpr std::size_t arena_step(std::size_t used, std::size_t bytes, std::size_t align) {
-  return (used + align - 1) / align * align + bytes;
+  return align_up(used, align) + bytes;
 }
 }  // namespace detail
 
@@ -46,11 +48,10 @@ class Arena {
   // left is too small (nothing is taken then).
   void* take(std::size_t bytes, std::size_t align) {
     if (align == 0 || align > kAlign || (align & (align - 1)) != 0) panic("Arena::take: bad alignment");
-    std::size_t end = detail::arena_step(used_, bytes, align);
-    if (end > size_ || end < used_) return nullptr;
-    void* p = base_ + (end - bytes);
-    used_ = end;
-    return p;
+    std::size_t start = detail::align_up(used_, align);
+    if (start < used_ || start > size_ || bytes > size_ - start) return nullptr;
+    used_ = start + bytes;
+    return base_ + start;
   }
 
   std::size_t size() const { return size_; }

@@ -17,9 +17,16 @@ namespace tern::detail {
 void* startup_take(Arena* arena, std::size_t bytes, std::size_t align, const char* short_of);
 // Gives back what startup_take() took from the heap (never call it for an arena's).
 void startup_release(void* p, std::size_t align);
+// Ends an object's share of `arena` (if any) at a multiple of Arena::kAlign, so the next
+// object's arena_bytes() holds wherever it starts.
+void startup_finish(Arena* arena);
+// An object's arena_bytes(): its tables, padded as startup_finish() pads them.
+constexpr std::size_t startup_total(std::size_t used) { return align_up(used, Arena::kAlign); }
 
 template <typename T>
 class StartupArray {
+  static_assert(alignof(T) <= Arena::kAlign, "a start-up table's entries must fit Arena::kAlign");
+
  public:
   // What `n` elements add to an arena `used` bytes full.
   static constexpr std::size_t arena_step(std::size_t used, std::size_t n) {

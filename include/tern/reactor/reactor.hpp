@@ -240,7 +240,7 @@ constexpr std::size_t Reactor::arena_bytes(const ReactorConfig& config) {
   ReactorConfig c = sized(config);
   std::size_t used = detail::StartupArray<TimerEntry>::arena_step(0, c.max_timers);
   used = detail::StartupArray<PostedCell>::arena_step(used, c.max_posted);
-  return detail::StartupArray<WatchEntry>::arena_step(used, c.max_watches);
+  return detail::startup_total(detail::StartupArray<WatchEntry>::arena_step(used, c.max_watches));
 }
 
 }  // namespace tern
