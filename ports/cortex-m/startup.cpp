@@ -278,6 +278,11 @@ extern "C" {
 }
 }  // extern "C"
 
+// abort() (tern::panic's default, a failed assert) ends like a fault, not like a
+// program that returned 1: newlib's own abort() would exit 1, which a test runner
+// reads as "some checks failed". Defined here, newlib's is never linked.
+extern "C" void abort() { _exit(kFaultExitStatus); }
+
 // newlib's exit() ends here. SYS_EXIT_EXTENDED carries the status to the host
 // (qemu exits with it); plain AArch32 SYS_EXIT can only say "ok" or "error".
 extern "C" void _exit(int status) {
