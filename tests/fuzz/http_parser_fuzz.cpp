@@ -20,18 +20,12 @@
 
 #include "tern/net/http_parser.hpp"
 
+#define TERN_FUZZ_TARGET "http_parser_fuzz"
+#include "fuzz_check.hpp"
+
 namespace {
 
 using tern::Errc;
-
-[[noreturn]] void violated(const char* what) {
-  std::fprintf(stderr, "http_parser_fuzz: invariant violated: %s\n", what);
-  std::abort();
-}
-#define CHECK(cond)               \
-  do {                            \
-    if (!(cond)) violated(#cond); \
-  } while (0)
 
 struct Options {
   bool head = false;

@@ -39,18 +39,12 @@
 
 #include "tern/net/json.hpp"
 
+#define TERN_FUZZ_TARGET "json_fuzz"
+#include "fuzz_check.hpp"
+
 namespace {
 
 using tern::Errc;
-
-[[noreturn]] void violated(const char* what) {
-  std::fprintf(stderr, "json_fuzz: invariant violated: %s\n", what);
-  std::abort();
-}
-#define CHECK(cond)               \
-  do {                            \
-    if (!(cond)) violated(#cond); \
-  } while (0)
 
 // cJSON_PrintPreallocated's own advice: "allocate 5 bytes more than you actually need".
 constexpr std::size_t kCjsonSpare = 5;
