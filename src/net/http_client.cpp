@@ -327,7 +327,6 @@ struct HttpClient::Impl {
     HttpResponseParser* parser = nullptr;
     bool got_response_bytes = false;
     bool full_handshake = false;  // the verify callback ran: no session was resumed
-    std::uint64_t parked_turn = 0;  // reactor turn in which the connection went idle
   };
 
   struct Request {
@@ -758,11 +757,9 @@ struct HttpClient::Impl {
 
   // True if the pooled connection is still usable: nothing to read and no EOF.
   bool healthy(Conn& c) {
-    // Parked during this very turn: the idle watch has had no chance to see a close yet,
-    // and neither would a peek (the peer's FIN cannot have been read by us in between).
-    if (c.parked_turn == reactor.stats().turns) {
-      return !c.ssl_setup || mbedtls_ssl_get_bytes_avail(&c.ssl) == 0;
-    }
+    // Always peek, even for a connection parked this very turn: a FIN or stray bytes
+    // may have arrived with the answer (mbedTLS reads one record at a time), and only
+    // the socket shows them.
     char probe;
     ssize_t n = ::recv(c.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -783,20 +780,34 @@ struct HttpClient::Impl {
   }
 
   void pump() {
+    // Requests made during this pump (from a callback that start() ran synchronously)
+    // wait for the next turn: a callback that asks again on every error would otherwise
+    // keep the reactor in this loop, with no timer or I/O running.
+    const std::uint64_t horizon = next_seq;
     while (stats.in_flight < config.max_in_flight && stats.queued > 0) {
       // The oldest queued request that can get a connection now: FIFO per origin, and
       // an origin at its connection limit does not hold up the others.
       Request* pick = nullptr;
       for (std::size_t i = 0; i < req_capacity; ++i) {
         Request& q = reqs[i];
-        if (q.state != ReqState::queued || (pick && pick->seq < q.seq)) continue;
+        if (q.state != ReqState::queued || q.seq >= horizon || (pick && pick->seq < q.seq)) continue;
         if (can_serve(q.origin())) pick = &q;
       }
-      if (!pick) return;
+      if (!pick) break;
       bool fresh = false;
       Conn* conn = acquire_conn(pick->origin(), &fresh);
-      if (!conn) return;
+      if (!conn) break;
       start(*pick, *conn, fresh);
+    }
+    // A request left for the next turn is pumped then if it could start (one that
+    // cannot waits for a connection to free up, which pumps again).
+    if (stats.in_flight >= config.max_in_flight) return;
+    for (std::size_t i = 0; i < req_capacity; ++i) {
+      Request& q = reqs[i];
+      if (q.state == ReqState::queued && q.seq >= horizon && can_serve(q.origin())) {
+        schedule_pump();
+        return;
+      }
     }
   }
 
@@ -1327,7 +1338,6 @@ struct HttpClient::Impl {
   // A pooled connection waits for its next request, watched so a close is noticed.
   void park(Conn& c) {
     c.state = ConnState::idle;
-    c.parked_turn = reactor.stats().turns;
     set_interest(c, kReadable);
     if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, reactor.now() + config.idle_timeout);
     schedule_pump();

@@ -1983,6 +1983,93 @@ TEST_F(HttpClientTest, RequestFromACallbackDuringDestructionIsNotLost) {
   }
 }
 
+// The health check before reuse peeks even at a connection parked this turn: a close
+// that came right behind the answer must keep a POST (never retried) off it.
+TEST_F(HttpClientTest, PooledConnectionClosedWithItsAnswerIsNotReusedForAPost) {
+  config_.max_connections = 1;
+  HttpClient client(reactor_, config_);
+  Outcome a, b;
+  const std::string ua = url("plain", "/fault/answer-then-close?ms=300");
+  const std::string ub = url("plain", "/health");
+  HttpRequest ra;
+  ra.url = ua;
+  HttpRequest rb;
+  rb.method = "POST";
+  rb.url = ub;
+  rb.body = "x";
+  ASSERT_EQ(client.request(ra, capture(&a)), Errc::ok);
+  ASSERT_EQ(client.request(rb, capture(&b)), Errc::ok);  // waits for the one connection
+  run_for(std::chrono::milliseconds(100));                // A is on the wire
+  ::usleep(700 * 1000);  // meanwhile the server answers A and closes: both arrive at once
+  ASSERT_TRUE(run_until([&] { return a.done() && b.done(); }));
+  EXPECT_EQ(a.err, Errc::ok);
+  EXPECT_EQ(b.err, Errc::ok) << "a POST sent on a connection whose FIN had arrived";
+  EXPECT_EQ(b.status, 200);
+  expect_quiescent(client);
+}
+
+// Bytes a broken server sends after a complete answer (a body on HEAD, in a TLS record
+// of its own) are never taken for the next request's answer.
+TEST_F(HttpClientTest, BytesAfterAHeadResponseAreNotTheNextResponse) {
+  config_.max_connections = 1;
+  HttpClient client(reactor_, config_);
+  Outcome a, b;
+  const std::string ua = url("good", "/fault/head-body?ms=300");
+  const std::string ub = url("good", "/health");
+  HttpRequest ra;
+  ra.method = "HEAD";
+  ra.url = ua;
+  HttpRequest rb;
+  rb.url = ub;
+  ASSERT_EQ(client.request(ra, capture(&a)), Errc::ok);
+  ASSERT_EQ(client.request(rb, capture(&b)), Errc::ok);
+  run_for(std::chrono::milliseconds(100));
+  ::usleep(700 * 1000);
+  ASSERT_TRUE(run_until([&] { return a.done() && b.done(); }));
+  EXPECT_EQ(a.err, Errc::ok);
+  EXPECT_EQ(b.err, Errc::ok);
+  EXPECT_EQ(b.body, "{\"status\": \"ok\"}") << "B got the bytes the server sent after A";
+  expect_quiescent(client);
+}
+
+// A callback that asks again on every (synchronous) failure does not keep the reactor
+// in one turn: the new request starts on a later turn.
+TEST_F(HttpClientTest, RequestFromAnErrorCallbackStartsOnALaterTurn) {
+  config_.hosts_file = "/nonexistent/hosts";  // every host-name try fails at once with dns
+  struct State {
+    HttpClient* client = nullptr;
+    Reactor* reactor = nullptr;
+    int calls = 0;
+    std::uint64_t last_turn = 0;
+    int max_in_one_turn = 0, in_this_turn = 0;
+  } st;
+  HttpClient client(reactor_, config_);
+  st.client = &client;
+  st.reactor = &reactor_;
+  struct Again {
+    State* st;
+    void operator()(tern::Result<tern::HttpResponse>) const {
+      ++st->calls;
+      std::uint64_t t = st->reactor->stats().turns;
+      st->in_this_turn = t == st->last_turn ? st->in_this_turn + 1 : 1;
+      st->last_turn = t;
+      st->max_in_one_turn = std::max(st->max_in_one_turn, st->in_this_turn);
+      if (st->calls >= 200) return;  // bounded, so the test cannot hang
+      HttpRequest req;
+      req.url = "http://nowhere.test/";
+      EXPECT_EQ(st->client->request(req, Again{st}), Errc::ok);
+    }
+  };
+  HttpRequest req;
+  req.url = "http://nowhere.test/";
+  ASSERT_EQ(client.request(req, Again{&st}), Errc::ok);
+  reactor_.run_once(tern::ms(50));
+  EXPECT_LE(st.calls, 2) << "one turn ran " << st.calls << " request/fail cycles";
+  ASSERT_TRUE(run_until([&] { return st.calls >= 200; }));
+  EXPECT_LE(st.max_in_one_turn, 2);
+  expect_quiescent(client);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {

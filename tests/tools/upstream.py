@@ -43,6 +43,9 @@ Faults:
     drip (bytes=N)                    Content-Length N (default 20), one byte per second
     500, 503 (or status code=N)       that status with a JSON error body, keep-alive
     oversize-headers (bytes=N)        a 200 whose head carries N (default 65536) header bytes
+    answer-then-close (ms=N)          after N ms, a keep-alive 200, then a close right behind it
+    head-body (ms=N)                  after N ms, a 200 plus 5 stray bytes in their own write
+                                      (for a HEAD: bytes after a complete answer)
     close                             close the connection without answering
     close-if-reused                   on a connection that already answered: close without
                                       answering (a keep-alive race); else answer normally
@@ -325,6 +328,17 @@ class Conn:
                 for i in range(0, n, 1024):
                     lines.append(f"X-Pad-{i // 1024}: {pad}")
                 await self.respond(200, {"ok": True}, extra=lines)
+                return keep
+            elif fault == "answer-then-close":  # a keep-alive answer, then a close
+                await asyncio.sleep(num("ms", 0) / 1000)
+                await self.respond(200, {"ok": True})
+                return False
+            elif fault == "head-body":  # a body even for HEAD, in its own write (TLS record)
+                await asyncio.sleep(num("ms", 0) / 1000)
+                body = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+                await self.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                b"Content-Length: %d\r\n\r\n" % len(body))
+                await self.send(body)
                 return keep
             elif fault == "close":
                 return False
