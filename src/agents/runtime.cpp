@@ -213,10 +213,9 @@ AgentCounters& Context::counters() { return runtime_.slot(self_)->counters; }
 
 Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
     : reactor_(reactor),
-      config_(config),
+      config_(sized(config)),
       payloads_(config.payloads, config.arena),
-      agents_(allocate_array<AgentSlot>(config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents,
-                                        config.arena)),
+      agents_(allocate_array<AgentSlot>(config_.max_agents, config.arena)),
       nodes_(allocate_array<Node>(config.max_messages, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
@@ -225,7 +224,6 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       topics_(allocate_array<Topic>(config.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
   detail::startup_finish(config.arena);
-  if (config_.max_agents > kMaxAgents) config_.max_agents = kMaxAgents;
   if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
   if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;
   for (std::size_t i = 0; i < config_.max_messages; ++i) {

@@ -281,6 +281,12 @@ class Runtime {
   template <typename Pred>
   Result<Message> take_first(AgentId a, Pred&& pred);
 
+  // The config as the tables get it (arena_bytes() follows it too).
+  static constexpr RuntimeConfig sized(RuntimeConfig c) {
+    if (c.max_agents > kMaxAgents) c.max_agents = kMaxAgents;
+    return c;
+  }
+
   Reactor& reactor_;
   RuntimeConfig config_;
   PayloadPool payloads_;
@@ -321,9 +327,8 @@ class Runtime {
 constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   // Every table has at least one entry, as the constructor allocates them.
   auto at_least_one = [](std::size_t n) { return n ? n : std::size_t{1}; };
-  std::size_t agents = config.max_agents > kMaxAgents ? kMaxAgents : config.max_agents;
   std::size_t used = PayloadPool::arena_bytes(config.payloads);
-  used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(agents));
+  used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(sized(config).max_agents));
   used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<RequestSlot>::arena_step(used, at_least_one(config.max_pending));
