@@ -40,9 +40,10 @@ std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
   return (us + tick_us_ - 1) / tick_us_;
 }
 
-// ticks_ceil(t.deadline_) <= tick, without the division.
+// ticks_ceil(t.deadline()) <= tick, without the division.
 bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
-  return t.deadline_.us <= 0 || static_cast<std::uint64_t>(t.deadline_.us) <= tick * tick_us_;
+  const std::int64_t deadline = t.deadline().us;
+  return deadline <= 0 || static_cast<std::uint64_t>(deadline) <= tick * tick_us_;
 }
 
 void TimerWheel::link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot) {
@@ -64,6 +65,7 @@ void TimerWheel::unlink(Timer& t) {
   t.next_ = nullptr;
   t.pprev_ = nullptr;
   t.where_ = Timer::kIdle;
+  t.pooled_ = false;
 }
 
 // Files `t` by its due tick relative to current_. Timers due at or before current_ go to
@@ -91,7 +93,7 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
     --count_;
   }
   if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
-  t.deadline_ = deadline;
+  t.set_deadline(deadline);
   std::uint64_t due = ticks_ceil(deadline);
   place(t, due);
   ++count_;
@@ -145,7 +147,7 @@ void TimerWheel::cascade_at(std::uint64_t tick) {
     while (reversed) {
       Timer* t = reversed;
       reversed = t->next_;
-      std::uint64_t due = ticks_ceil(t->deadline_);
+      std::uint64_t due = ticks_ceil(t->deadline());
       if (due == current_) {
         auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
         link(slots_[0][slot], *t, 0, slot);
@@ -178,10 +180,14 @@ void TimerWheel::fire_list(Timer*& head, std::size_t* fired) {
   }
   while (firing_) {
     Timer& t = *firing_;
+    const bool pooled = t.pooled_;
     unlink(t);
     --count_;
     ++*fired;
-    t.callback_(t.context_);  // may touch anything, t included
+    const Timer::Callback cb = t.callback_;
+    void* const context = t.context_;
+    if (pooled && release_hook_) release_hook_(release_owner_, t);
+    cb(context);  // may touch anything, t included
   }
 }
 
@@ -216,9 +222,9 @@ Instant TimerWheel::next_expiry() {
   // The due tick grows with the deadline: find the earliest deadline, divide once.
   auto earliest_in = [&](const Timer* t) {
     if (!t) return;
-    Instant first = t->deadline_;
+    Instant first = t->deadline();
     for (t = t->next_; t; t = t->next_) {
-      if (t->deadline_ < first) first = t->deadline_;
+      if (t->deadline() < first) first = t->deadline();
     }
     next = ticks_ceil(first);
     found = true;

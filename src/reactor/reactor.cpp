@@ -1,5 +1,7 @@
 #include "tern/reactor/reactor.hpp"
 
+#include <cstdint>
+#include <cstring>
 #include <new>
 
 #include "reactor/port.hpp"
@@ -59,11 +61,9 @@ Reactor::Reactor(const ReactorConfig& config)
       watches_(config_.max_watches, config_.arena, kShortOfMemory),
       call_inbox_(*this, [](Callback& cb) { cb(); }) {
   detail::startup_finish(config_.arena);
-  for (std::size_t i = 0; i < config_.max_timers; ++i) {
-    timers_[i].reactor = this;
-    timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
-    timers_[i].timer.set_callback(&Reactor::on_timer, &timers_[i]);
-  }
+  free_timer_ = static_cast<std::uint32_t>(config_.max_timers);  // the list's end
+  for (std::size_t i = config_.max_timers; i-- > 0;) free_timer(static_cast<std::uint32_t>(i));
+  wheel_.set_release_hook(&Reactor::retire_timer, this);
   if (port::init(port_, *this) != Errc::ok) panic("Reactor: the port backend failed to start");
 }
 
@@ -81,32 +81,43 @@ Instant Reactor::now() const {
 
 // ---- timers ----
 
-Result<TimerHandle> Reactor::at(Instant deadline, Callback cb) {
-  if (!cb) return Errc::invalid_argument;
+// A free entry's timer holds no callback, and its context word the next free index.
+void Reactor::free_timer(std::uint32_t index) {
+  timers_[index].timer.set_callback(nullptr, reinterpret_cast<void*>(std::uintptr_t{free_timer_}));
+  free_timer_ = index;
+}
+
+Result<TimerHandle> Reactor::start_timer(Instant deadline, Timer::Callback fire, const void* capture,
+                                         std::size_t size) {
   if (free_timer_ >= config_.max_timers) {
     ++stats_.rejected;
     return Errc::full;
   }
   std::uint32_t index = free_timer_;
   TimerEntry& e = timers_[index];
-  free_timer_ = e.next_free;
-  e.cb = std::move(cb);
-  wheel_.arm(e.timer, deadline);
+  free_timer_ = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(e.timer.context()));
+  void* context = nullptr;
+  if (size <= sizeof(void*)) {
+    std::memcpy(&context, capture, size);
+  } else if (void* room = bytes_of(e.capture)) {
+    // Only on ports with room for it: at() refuses a wider capture at compile time.
+    std::memcpy(room, capture, size);
+    context = room;
+  }
+  e.timer.set_callback(fire, context);
+  wheel_.arm_pooled(e.timer, deadline);
   return TimerHandle(this, index, e.generation);
 }
 
-void Reactor::on_timer(void* context) {
-  auto& e = *static_cast<TimerEntry*>(context);
-  Reactor& r = *e.reactor;
-  // Retire the entry before user code runs: the callback may arm timers (even reuse
-  // this entry) and its own handle already reads as stale.
-  Callback cb = std::move(e.cb);
+// The wheel calls this as an entry's timer fires, before its callback (which the wheel
+// has copied out, with its context): the entry is free again and its handle stale, so
+// the callback may arm timers, even in this entry.
+void Reactor::retire_timer(void* reactor, Timer& t) {
+  Reactor& r = *static_cast<Reactor*>(reactor);
+  auto& e = *reinterpret_cast<TimerEntry*>(&t);
   ++e.generation;
-  auto index = static_cast<std::uint32_t>(&e - r.timers_.get());
-  e.next_free = r.free_timer_;
-  r.free_timer_ = index;
+  r.free_timer(static_cast<std::uint32_t>(&e - r.timers_.get()));
   ++r.stats_.timers_fired;
-  cb();
 }
 
 bool Reactor::timer_pending(std::uint32_t index, std::uint32_t generation) const {
@@ -118,10 +129,8 @@ bool Reactor::cancel_timer(std::uint32_t index, std::uint32_t generation) {
   if (!timer_pending(index, generation)) return false;
   TimerEntry& e = timers_[index];
   wheel_.cancel(e.timer);
-  e.cb = nullptr;
   ++e.generation;
-  e.next_free = free_timer_;
-  free_timer_ = index;
+  free_timer(index);
   return true;
 }
 

@@ -119,6 +119,53 @@ TEST(TimerWheel, CallbackMayRearmItselfAndCancelOthers) {
   EXPECT_TRUE(wheel.empty());
 }
 
+// The Reactor's timer table arms its entries with arm_pooled(): the wheel hands such a
+// timer to the release hook before its callback, which may then arm it again.
+TEST(TimerWheel, PooledTimerGoesToTheReleaseHookBeforeItsCallback) {
+  TimerWheel wheel;
+  struct Ctx {
+    TimerWheel* wheel;
+    Timer pooled;
+    Timer plain;
+    int released = 0;
+    int runs = 0;
+    bool released_before_run = false;
+  } c{&wheel, {}, {}};
+  wheel.set_release_hook(
+      [](void* owner, Timer& t) {
+        auto* c = static_cast<Ctx*>(owner);
+        EXPECT_EQ(&t, &c->pooled);
+        EXPECT_FALSE(t.armed());
+        ++c->released;
+      },
+      &c);
+  c.pooled.set_callback(
+      [](void* p) {
+        auto* c = static_cast<Ctx*>(p);
+        c->released_before_run = c->released == c->runs + 1;
+        ++c->runs;
+        // Re-armed plainly from its own callback: no longer pooled.
+        if (c->runs == 1) c->wheel->arm(c->pooled, c->wheel->current() + tern::ms(5));
+      },
+      &c);
+  c.plain.set_callback([](void* p) { ++static_cast<Ctx*>(p)->runs; }, &c);
+  wheel.arm_pooled(c.pooled, Instant(10000));
+  wheel.arm(c.plain, Instant(50000));
+  wheel.advance(Instant(10000));
+  EXPECT_EQ(c.runs, 1);
+  EXPECT_EQ(c.released, 1);
+  EXPECT_TRUE(c.released_before_run);
+  wheel.advance(Instant(100000));
+  EXPECT_EQ(c.runs, 3);      // the re-armed timer and the plain one
+  EXPECT_EQ(c.released, 1);  // neither was pooled
+  // A cancelled pooled timer is not released: its owner takes it back itself.
+  wheel.arm_pooled(c.pooled, Instant(200000));
+  EXPECT_TRUE(wheel.cancel(c.pooled));
+  wheel.advance(Instant(300000));
+  EXPECT_EQ(c.released, 1);
+  EXPECT_TRUE(wheel.empty());
+}
+
 TEST(TimerWheel, TimerArmedForPastTickFiresOnNextAdvance) {
   TimerWheel wheel;
   Fired f;

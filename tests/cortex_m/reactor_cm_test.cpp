@@ -38,10 +38,11 @@ TEST(CortexMReactor, ClockTakesOverASysTickLeftRunningByABootloader) {
 
 TEST(CortexMReactor, IdleLoopSleepsInWfiAndOnlySysTickRuns) {
   tern::Reactor reactor;
-  int fired = 0;
-  auto far = reactor.after(tern::seconds(3600), [&] { ++fired; });
+  static int fired;
+  fired = 0;
+  auto far = reactor.after(tern::seconds(3600), [] { ++fired; });
   ASSERT_TRUE(far.ok());
-  auto stop = reactor.after(tern::ms(300), [&] { ++fired; reactor.stop(); });
+  auto stop = reactor.after(tern::ms(300), [&reactor] { ++fired; reactor.stop(); });
   ASSERT_TRUE(stop.ok());
   const auto systicks0 = tern::cortex_m::systick_count();
   const auto wfis0 = tern::cortex_m::wfi_count();

@@ -23,20 +23,23 @@ ReactorConfig manual(const ManualClock& clock, std::size_t timers = 64, std::siz
 TEST(Reactor, TimersFireInDeadlineOrderAndNotBefore) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int order[3] = {};
-  int n = 0;
-  ASSERT_TRUE(r.after(tern::ms(30), [&] { order[n++] = 30; }).ok());
-  ASSERT_TRUE(r.after(tern::ms(10), [&] { order[n++] = 10; }).ok());
-  ASSERT_TRUE(r.after(tern::ms(20), [&] { order[n++] = 20; }).ok());
+  // Timer callbacks capture one pointer, so the tests run on the Cortex-M port too.
+  struct Log {
+    int order[3] = {};
+    int n = 0;
+  } log;
+  ASSERT_TRUE(r.after(tern::ms(30), [l = &log] { l->order[l->n++] = 30; }).ok());
+  ASSERT_TRUE(r.after(tern::ms(10), [l = &log] { l->order[l->n++] = 10; }).ok());
+  ASSERT_TRUE(r.after(tern::ms(20), [l = &log] { l->order[l->n++] = 20; }).ok());
   clock.advance(tern::ms(9));
   r.run_until_idle();
-  EXPECT_EQ(n, 0);
+  EXPECT_EQ(log.n, 0);
   clock.advance(tern::ms(21));
   r.run_until_idle();
-  ASSERT_EQ(n, 3);
-  EXPECT_EQ(order[0], 10);
-  EXPECT_EQ(order[1], 20);
-  EXPECT_EQ(order[2], 30);
+  ASSERT_EQ(log.n, 3);
+  EXPECT_EQ(log.order[0], 10);
+  EXPECT_EQ(log.order[1], 20);
+  EXPECT_EQ(log.order[2], 30);
 }
 
 TEST(Reactor, PostedCallsRunNextTurnInOrder) {
@@ -63,16 +66,19 @@ TEST(Reactor, PostedCallsRunNextTurnInOrder) {
 TEST(Reactor, InTurnIsTrueOnlyInsideCallbacks) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int seen_in_turn = 0;
-  ASSERT_EQ(r.post([&] { seen_in_turn += r.in_turn(); }), Errc::ok);
-  ASSERT_TRUE(r.after(tern::ms(1), [&] { seen_in_turn += r.in_turn(); }).ok());
+  struct Seen {
+    Reactor* r;
+    int in_turn = 0;
+  } seen{&r};
+  ASSERT_EQ(r.post([&] { seen.in_turn += r.in_turn(); }), Errc::ok);
+  ASSERT_TRUE(r.after(tern::ms(1), [s = &seen] { s->in_turn += s->r->in_turn(); }).ok());
   EXPECT_FALSE(r.in_turn());
   r.run_once(tern::Duration::zero());
   EXPECT_FALSE(r.in_turn());
   clock.advance(tern::ms(1));
   r.run_until_idle();
   EXPECT_FALSE(r.in_turn());
-  EXPECT_EQ(seen_in_turn, 2);
+  EXPECT_EQ(seen.in_turn, 2);
 }
 
 TEST(Reactor, PostQueueFullReturnsFullAndKeepsQueued) {
@@ -90,39 +96,120 @@ TEST(Reactor, PostQueueFullReturnsFullAndKeepsQueued) {
 TEST(Reactor, CancelFromInsideCallbackStopsOtherTimerOnSameTick) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int victim_runs = 0;
-  tern::TimerHandle victim;
-  ASSERT_TRUE(r.after(tern::ms(5), [&] { EXPECT_TRUE(victim.cancel()); }).ok());
-  auto v = r.after(tern::ms(5), [&] { ++victim_runs; });
+  struct State {
+    int victim_runs = 0;
+    tern::TimerHandle victim;
+  } st;
+  ASSERT_TRUE(r.after(tern::ms(5), [s = &st] { EXPECT_TRUE(s->victim.cancel()); }).ok());
+  auto v = r.after(tern::ms(5), [s = &st] { ++s->victim_runs; });
   ASSERT_TRUE(v.ok());
-  victim = *v;
+  st.victim = *v;
   clock.advance(tern::ms(5));
   r.run_until_idle();
-  EXPECT_EQ(victim_runs, 0);
-  EXPECT_FALSE(victim.pending());
-  EXPECT_FALSE(victim.cancel());
+  EXPECT_EQ(st.victim_runs, 0);
+  EXPECT_FALSE(st.victim.pending());
+  EXPECT_FALSE(st.victim.cancel());
 }
 
 TEST(Reactor, CallbackMayCancelItsOwnHandleAndRearm) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int runs = 0;
-  tern::TimerHandle self;
-  auto arm = [&](auto& again) -> void {
-    auto h = r.after(tern::ms(1), [&] {
-      ++runs;
-      EXPECT_FALSE(self.cancel());  // already fired: stale
-      if (runs < 5) again(again);
-    });
-    ASSERT_TRUE(h.ok());
-    self = *h;
-  };
-  arm(arm);
+  struct State {
+    Reactor* r;
+    int runs = 0;
+    tern::TimerHandle self;
+    void arm() {
+      auto h = r->after(tern::ms(1), [this] {
+        ++runs;
+        EXPECT_FALSE(self.cancel());  // already fired: stale
+        if (runs < 5) arm();
+      });
+      ASSERT_TRUE(h.ok());
+      self = *h;
+    }
+  } st{&r, 0, {}};
+  st.arm();
   for (int i = 0; i < 10; ++i) {
     clock.advance(tern::ms(1));
     r.run_until_idle();
   }
-  EXPECT_EQ(runs, 5);
+  EXPECT_EQ(st.runs, 5);
+}
+
+// A timer's entry is free again when its callback runs: with one entry, the callback
+// can arm the next timer in it, and the first timer's handle reads as stale.
+TEST(Reactor, TimerCallbackMayReuseItsOwnEntry) {
+  ManualClock clock;
+  Reactor r(manual(clock, 1));
+  struct State {
+    Reactor* r;
+    tern::TimerHandle first;
+    tern::TimerHandle second;
+    int runs = 0;
+    bool first_stale = false;
+  } st{&r, {}, {}};
+  auto h = r.after(tern::ms(1), [s = &st] {
+    ++s->runs;
+    s->first_stale = !s->first.pending() && !s->first.cancel();
+    auto again = s->r->after(tern::ms(1), [s] { s->runs += 10; });
+    if (again.ok()) s->second = *again;
+  });
+  ASSERT_TRUE(h.ok());
+  st.first = *h;
+  EXPECT_EQ(r.after(tern::ms(1), [] {}).error(), Errc::full);
+  clock.advance(tern::ms(1));
+  r.run_until_idle();
+  EXPECT_EQ(st.runs, 1);
+  EXPECT_TRUE(st.first_stale);
+  EXPECT_TRUE(st.second.pending());
+  EXPECT_FALSE(st.first.cancel());  // the old handle must not cancel the new timer
+  EXPECT_TRUE(st.second.pending());
+  clock.advance(tern::ms(1));
+  r.run_until_idle();
+  EXPECT_EQ(st.runs, 11);
+  EXPECT_EQ(r.stats().timers_fired, 2u);
+}
+
+int g_plain_runs = 0;
+void plain_timer() { ++g_plain_runs; }
+
+TEST(Reactor, FunctionTimersRunAndANullFunctionIsRefused) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  g_plain_runs = 0;
+  ASSERT_TRUE(r.after(tern::ms(1), plain_timer).ok());
+  ASSERT_TRUE(r.after(tern::ms(1), &plain_timer).ok());
+  void (*none)() = nullptr;
+  EXPECT_EQ(r.after(tern::ms(1), none).error(), Errc::invalid_argument);
+  clock.advance(tern::ms(1));
+  r.run_until_idle();
+  EXPECT_EQ(g_plain_runs, 2);
+}
+
+// On ports whose timers take captures wider than a pointer (Linux: four pointers), the
+// whole capture is held and survives other timers reusing entries around it.
+template <std::size_t CaptureBytes>
+void check_wide_captures() {
+  if constexpr (CaptureBytes >= 4 * sizeof(void*)) {
+    ManualClock clock;
+    Reactor r(manual(clock, 4));
+    long sums[3] = {};
+    for (long i = 0; i < 3; ++i) {
+      long* out = &sums[i];
+      long a = 1 + i, b = 100 * (i + 1), c = 10000 * (i + 1);
+      ASSERT_TRUE(r.after(tern::ms(1 + i), [out, a, b, c] { *out = a + b + c; }).ok());
+    }
+    ASSERT_TRUE(r.after(tern::ms(1), [] {}).ok());
+    clock.advance(tern::ms(5));
+    r.run_until_idle();
+    EXPECT_EQ(sums[0], 10101);
+    EXPECT_EQ(sums[1], 20202);
+    EXPECT_EQ(sums[2], 30303);
+  }
+}
+
+TEST(Reactor, WideCapturesAreHeldWholeWhereThePortAllowsThem) {
+  check_wide_captures<Reactor::kTimerCaptureBytes>();
 }
 
 TEST(Reactor, StopFromCallbackEndsRun) {
@@ -143,16 +230,22 @@ TEST(Reactor, ManyTimersOnOneTickAllFireInArmingOrder) {
   ManualClock clock;
   constexpr int kCount = 500;
   Reactor r(manual(clock, kCount));
-  static int seen[kCount];
-  int n = 0;
+  struct Seen {
+    int order[kCount];
+    int n = 0;
+  };
+  static Seen log;
+  static int ids[kCount];  // each timer captures a pointer to its id
+  log.n = 0;
   for (int i = 0; i < kCount; ++i) {
-    ASSERT_TRUE(r.at(Instant(7000), [&n, i] { seen[n++] = i; }).ok());
+    ids[i] = i;
+    ASSERT_TRUE(r.at(Instant(7000), [id = &ids[i]] { log.order[log.n++] = *id; }).ok());
   }
   EXPECT_EQ(r.after(tern::ms(1), [] {}).error(), Errc::full);
   clock.set(Instant(7000));
   r.run_until_idle();
-  ASSERT_EQ(n, kCount);
-  for (int i = 0; i < kCount; ++i) ASSERT_EQ(seen[i], i);
+  ASSERT_EQ(log.n, kCount);
+  for (int i = 0; i < kCount; ++i) ASSERT_EQ(log.order[i], i);
   // Every entry came back: the table is usable to capacity again.
   for (int i = 0; i < kCount; ++i) ASSERT_TRUE(r.after(tern::ms(1), [] {}).ok());
 }

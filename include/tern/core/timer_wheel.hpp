@@ -36,7 +36,11 @@ class Timer {
 
   bool armed() const { return where_ != kIdle; }
   // The deadline passed to the last arm().
-  Instant deadline() const { return deadline_; }
+  Instant deadline() const {
+    return Instant(static_cast<std::int64_t>((std::uint64_t{deadline_hi_} << 32) | deadline_lo_));
+  }
+  // What set_callback() (or the constructor) gave.
+  void* context() const { return context_; }
 
  private:
   friend class TimerWheel;
@@ -45,16 +49,25 @@ class Timer {
   static constexpr std::uint8_t kOverflow = 0xFD;  // beyond the wheel's span
   static constexpr std::uint8_t kFiring = 0xFC;    // in the batch being fired
 
-  // The due tick is not stored: the wheel recomputes it from deadline_ when it files
-  // the timer, which keeps a Timer at 32 bytes on 32-bit targets (26 used; an owner
+  void set_deadline(Instant d) {
+    const auto bits = static_cast<std::uint64_t>(d.us);
+    deadline_lo_ = static_cast<std::uint32_t>(bits);
+    deadline_hi_ = static_cast<std::uint32_t>(bits >> 32);
+  }
+
+  // The due tick is not stored: the wheel recomputes it from the deadline when it files
+  // the timer. The deadline is held as two 32-bit halves, so a Timer is 4-byte aligned
+  // on 32-bit targets: 28 bytes there (27 used), 48 on 64-bit ones (43 used; an owner
   // declaring it [[no_unique_address]] can put its own small fields in the rest).
   Timer* next_ = nullptr;
   Timer** pprev_ = nullptr;  // the pointer that points at this node
-  Instant deadline_;
+  std::uint32_t deadline_lo_ = 0;
+  std::uint32_t deadline_hi_ = 0;
   Callback callback_ = nullptr;
   void* context_ = nullptr;
   std::uint8_t where_ = kIdle;  // level 0..5, or one of the k* lists above
   std::uint8_t slot_ = 0;
+  bool pooled_ = false;         // armed with arm_pooled(): retired through the hook
 };
 
 class TimerWheel {
@@ -76,6 +89,19 @@ class TimerWheel {
   // next advance(). O(1), never allocates. Arming a timer armed in another wheel is a
   // contract violation.
   void arm(Timer& t, Instant deadline);
+
+  // Not API (the Reactor's timer table): arms `t` like arm(), and when it fires the
+  // wheel hands it to the release hook before running its callback, so the owner of a
+  // pool of timers can take it back first (the callback may then reuse it).
+  using ReleaseHook = void (*)(void* owner, Timer& t);
+  void set_release_hook(ReleaseHook hook, void* owner) {
+    release_hook_ = hook;
+    release_owner_ = owner;
+  }
+  void arm_pooled(Timer& t, Instant deadline) {
+    arm(t, deadline);
+    t.pooled_ = true;
+  }
 
   // Disarms `t`; returns false if it was not armed. O(1). Safe from any callback,
   // including t's own and for timers in the batch currently firing.
@@ -118,6 +144,8 @@ class TimerWheel {
   Timer* firing_ = nullptr;    // detached batch being fired
   bool cache_valid_ = false;
   std::uint64_t cached_next_ = 0;
+  ReleaseHook release_hook_ = nullptr;
+  void* release_owner_ = nullptr;
 };
 
 }  // namespace tern

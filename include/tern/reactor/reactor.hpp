@@ -15,6 +15,9 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
 
 #include "tern/core/arena.hpp"
 #include "tern/core/errc.hpp"
@@ -93,11 +96,15 @@ class Reactor {
   static constexpr std::size_t kCallbackBytes = 4 * sizeof(void*);
   using Callback = InplaceFunction<void(), kCallbackBytes>;
   using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes>;
+  // What an after()/at() callback may capture, trivially copyable: 4 pointers on Linux,
+  // one pointer on the Cortex-M port (where a reactor timer costs 32 bytes).
+  static constexpr std::size_t kTimerCaptureBytes = detail::kPortTimerCaptureBytes;
   // Bounds on how long a busy loop may go without polling for I/O (see run_once).
   static constexpr std::uint32_t kMaxBusyTurnsWithoutPoll = 32;
   static constexpr Duration kMaxPollGap = us(100);
-  // Capacity of the built-in inbox for calls from other threads.
-  static constexpr std::size_t kCallInboxCapacity = 32;
+  // Capacity of the built-in inbox for calls from other threads or interrupts: 32 on
+  // Linux, 8 on the Cortex-M port.
+  static constexpr std::size_t kCallInboxCapacity = detail::kPortCallInboxCapacity;
   using CallInbox = Inbox<Callback, kCallInboxCapacity, 2 * sizeof(void*)>;
 
   // Allocates every table from `config` (the only allocation the reactor makes) and
@@ -136,11 +143,18 @@ class Reactor {
   const ReactorStats& stats() const { return stats_; }
   TimerWheel& wheel() { return wheel_; }
 
-  // Runs `cb` once at `deadline` (at the first tick at or after it).
-  // Errors: full (max_timers pending; counted), invalid_argument (empty cb).
-  Result<TimerHandle> at(Instant deadline, Callback cb);
-  // Runs `cb` once after `delay` from now().
-  Result<TimerHandle> after(Duration delay, Callback cb) { return at(now() + delay, std::move(cb)); }
+  // Runs `cb()` once at `deadline` (at the first tick at or after it). `cb` is a
+  // function pointer or a lambda whose capture is trivially copyable (pointers, plain
+  // values) and at most kTimerCaptureBytes; anything else is a compile error. The timer
+  // holds a copy: a capture of one pointer lives in the timer itself.
+  // Errors: full (max_timers pending; counted), invalid_argument (null function pointer).
+  template <typename F>
+  Result<TimerHandle> at(Instant deadline, F&& cb);
+  // Runs `cb()` once after `delay` from now().
+  template <typename F>
+  Result<TimerHandle> after(Duration delay, F&& cb) {
+    return at(now() + delay, std::forward<F>(cb));
+  }
 
   // Runs `cb` on the next turn, after calls posted earlier (FIFO).
   // Errors: full (max_posted waiting; counted), invalid_argument (empty cb).
@@ -157,7 +171,8 @@ class Reactor {
   Errc unwatch(WatchHandle h);
 
   // Calls to run on this reactor's thread, pushed from another thread
-  // (reactor.inbox().push(cb)); delivered in order, Errc::full when 32 wait.
+  // (reactor.inbox().push(cb)); delivered in order, Errc::full when
+  // kCallInboxCapacity wait.
   CallInbox& inbox() { return call_inbox_; }
 
   // Makes SIGINT and SIGTERM stop the loop gracefully (Linux port).
@@ -175,13 +190,38 @@ class Reactor {
   friend class InboxBase;
   friend void detail::reactor_io_ready(Reactor&, int, unsigned);
 
-  struct TimerEntry {
-    [[no_unique_address]] Timer timer;  // generation fits in its tail padding
-    std::uint32_t generation = 1;
-    Callback cb;
-    Reactor* reactor = nullptr;
-    std::uint32_t next_free = 0;
+  // A capture of up to a pointer travels in the Timer's context word; a larger one (on
+  // ports that allow it) in `capture`, with the context pointing at it. While the entry
+  // is free, the context word holds the index of the next free entry.
+  static constexpr std::size_t kExtraCaptureBytes =
+      kTimerCaptureBytes > sizeof(void*) ? kTimerCaptureBytes : 0;
+  struct CaptureBytes {
+    alignas(void*) unsigned char bytes[kExtraCaptureBytes > 0 ? kExtraCaptureBytes : 1];
   };
+  struct NoCaptureBytes {};
+  static void* bytes_of(CaptureBytes& c) { return c.bytes; }
+  static void* bytes_of(NoCaptureBytes&) { return nullptr; }
+  using CaptureSpace =
+      std::conditional_t<(kExtraCaptureBytes > 0), CaptureBytes, NoCaptureBytes>;
+  struct TimerEntry {
+    [[no_unique_address]] Timer timer;  // the generation fits in its tail padding on 64-bit
+    std::uint32_t generation = 1;
+    [[no_unique_address]] CaptureSpace capture;
+  };
+  template <typename D>
+  static constexpr bool kCaptureInContext =
+      sizeof(D) <= sizeof(void*) && alignof(D) <= alignof(void*);
+  // Runs the capture a timer holds, from a copy: the callback may reuse its entry.
+  template <typename D>
+  static void fire(void* context) {
+    alignas(D) unsigned char copy[sizeof(D)];
+    std::memcpy(copy, kCaptureInContext<D> ? static_cast<const void*>(&context) : context, sizeof(D));
+    (*std::launder(reinterpret_cast<D*>(copy)))();
+  }
+  Result<TimerHandle> start_timer(Instant deadline, Timer::Callback fire, const void* capture,
+                                  std::size_t size);
+  static void retire_timer(void* reactor, Timer& t);
+  void free_timer(std::uint32_t index);
   struct WatchEntry {
     IoCallback cb;
     int fd = -1;
@@ -191,7 +231,6 @@ class Reactor {
     bool closing = false;  // unwatched inside its own callback: freed after it returns
   };
 
-  static void on_timer(void* context);
   bool cancel_timer(std::uint32_t index, std::uint32_t generation);
   bool timer_pending(std::uint32_t index, std::uint32_t generation) const;
   void io_ready(int slot, unsigned events);
@@ -235,6 +274,27 @@ class Reactor {
   detail::PortState port_;
   CallInbox call_inbox_;
 };
+
+template <typename F>
+Result<TimerHandle> Reactor::at(Instant deadline, F&& cb) {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_null_pointer_v<D>) {
+    return Errc::invalid_argument;
+  } else {
+    static_assert(std::is_invocable_v<D&>, "a timer callback is called with no arguments");
+    static_assert(std::is_trivially_copyable_v<D> && std::is_trivially_destructible_v<D>,
+                  "a timer callback must be trivially copyable: capture pointers and plain "
+                  "values (not an InplaceFunction or an object that owns something)");
+    static_assert(sizeof(D) <= kTimerCaptureBytes && alignof(D) <= alignof(void*),
+                  "timer callback capture too large for this port: see "
+                  "Reactor::kTimerCaptureBytes (one pointer on Cortex-M: capture `this`)");
+    const D held(std::forward<F>(cb));  // a function decays to its pointer here
+    if constexpr (std::is_pointer_v<D>) {
+      if (held == nullptr) return Errc::invalid_argument;
+    }
+    return start_timer(deadline, &Reactor::fire<D>, &held, sizeof(D));
+  }
+}
 
 constexpr std::size_t Reactor::arena_bytes(const ReactorConfig& config) {
   ReactorConfig c = sized(config);

@@ -16,6 +16,13 @@ namespace tern::detail {
 // count.
 constexpr int kPortMaxWatches = 1;
 
+// What a Reactor timer's callback may capture: one pointer (a `this`, or one variable
+// by reference), which the timer holds in its own context word, so a reactor timer
+// costs 32 bytes here. See Reactor::kTimerCaptureBytes.
+constexpr unsigned kPortTimerCaptureBytes = sizeof(void*);
+// Calls that interrupt handlers may leave in Reactor::inbox() at once.
+constexpr unsigned kPortCallInboxCapacity = 8;
+
 struct PortState {
   // Set by port::wake() (from an ISR or from the loop itself), cleared by
   // port::wait() when it returns because of it. A byte store is atomic on

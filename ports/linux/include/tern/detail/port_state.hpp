@@ -12,6 +12,10 @@ class Reactor;
 namespace tern::detail {
 
 inline constexpr int kPortMaxWatches = 1024;
+// What a Reactor timer's callback may capture (see Reactor::kTimerCaptureBytes).
+inline constexpr unsigned kPortTimerCaptureBytes = 4 * sizeof(void*);
+// Calls other threads may leave in Reactor::inbox() at once.
+inline constexpr unsigned kPortCallInboxCapacity = 32;
 
 struct PortWatch {
   struct PortState* state = nullptr;
