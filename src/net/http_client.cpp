@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -512,6 +513,11 @@ struct HttpClient::Impl {
       const HttpHeader& h = in.headers[i];
       if (!is_token(h.name) || has_ctl(h.value)) return reject(Errc::invalid_argument);
     }
+    // At most queue_length requests wait beyond what can start now: a connection each,
+    // so with fewer connections than max_in_flight, the connections bound it.
+    const std::size_t can_run = std::min(config.max_in_flight, config.max_connections);
+    const std::size_t starts_now = can_run > stats.in_flight ? can_run - stats.in_flight : 0;
+    if (stats.queued >= config.queue_length + starts_now) return reject(Errc::full);
     Request* q = nullptr;
     for (std::size_t i = 0; i < req_capacity && !q; ++i) {
       if (reqs[i].state == ReqState::free) q = &reqs[i];

@@ -1171,6 +1171,42 @@ TEST_F(HttpClientTest, QueueFullIsFullAtTheCallAndLosesNothing) {
   expect_recovers(client);
 }
 
+// With fewer connections than max_in_flight, the connections bound what starts: the
+// queue holds queue_length more, not max_in_flight + queue_length.
+TEST_F(HttpClientTest, QueueLengthCountsFromWhatTheConnectionsCanCarry) {
+  config_.max_in_flight = 4;
+  config_.max_connections = 1;
+  config_.max_per_origin = 1;
+  config_.queue_length = 2;
+  HttpClient client(reactor_, config_);
+  std::string u = url("good", "/fault/delay?ms=50");
+  Outcome o[6];
+  HttpRequest req;
+  req.url = u;
+  int accepted = 0;
+  for (Outcome& x : o) {
+    Errc e = client.request(req, capture(&x));
+    if (e == Errc::ok) {
+      ++accepted;
+    } else {
+      EXPECT_EQ(e, Errc::full);
+    }
+  }
+  EXPECT_EQ(accepted, 3);  // one on the connection, two waiting
+  EXPECT_EQ(client.stats().rejected, 3u);
+  ASSERT_TRUE(run_until([&] {
+    int d = 0;
+    for (int i = 0; i < accepted; ++i) d += o[i].done() ? 1 : 0;
+    return d == accepted;
+  }));
+  for (int i = 0; i < accepted; ++i) {
+    EXPECT_EQ(o[i].calls, 1) << i;
+    EXPECT_EQ(o[i].status, 200) << i;
+  }
+  for (int i = accepted; i < 6; ++i) EXPECT_EQ(o[i].calls, 0) << i;
+  expect_recovers(client);
+}
+
 TEST_F(HttpClientTest, QueuedRequestTimesOutWithoutDisturbingTheOneInFlight) {
   config_.max_in_flight = 1;
   HttpClient client(reactor_, config_);

@@ -51,7 +51,9 @@ struct HttpClientConfig {
   std::size_t max_in_flight = 8;        // requests on the wire at once (the semaphore)
   std::size_t max_connections = 8;      // pooled connection slots, all origins together
   std::size_t max_per_origin = 8;       // connections to one scheme://host:port
-  std::size_t queue_length = 32;        // requests waiting for a slot (full: Errc::full)
+  // Requests waiting beyond those that can start now (full: Errc::full). What can start
+  // is max_in_flight, or max_connections when fewer; a per-origin limit is not counted.
+  std::size_t queue_length = 32;
   Duration connect_timeout = seconds(5);  // DNS + every TCP connect attempt
   Duration tls_timeout = seconds(5);      // the handshake
   Duration request_timeout = seconds(30); // default whole-request deadline
