@@ -184,21 +184,23 @@ class Actuator final : public tern::Agent {
       ++answered_now;
       return;
     }
-    // Keep the Reply: a slot of our own, and a timer that carries only its index.
-    int slot = -1;
-    for (int i = 0; i < kKept && slot < 0; ++i) {
-      if (!kept_[i].pending()) slot = i;
+    // Keep the Reply in a slot of our own, and a timer that carries only a pointer to
+    // it (on this port an agent timer's capture is one pointer).
+    Kept* slot = nullptr;
+    for (int i = 0; i < kKept && !slot; ++i) {
+      if (!kept_[i].reply.pending()) slot = &kept_[i];
     }
-    if (slot < 0) {
+    if (!slot) {
       ++busy;
       (void)reply.fail(Errc::busy);
       return;
     }
-    kept_[slot] = std::move(reply);
-    kept_n_[slot] = n;
+    slot->owner = this;
+    slot->reply = std::move(reply);
+    slot->n = n;
     auto t = ctx.after(n % 3 == 1 ? kAnswerSoon : kAnswerLate,
-                       [this, slot](Errc e) { answer_kept(slot, e); });
-    if (!t) (void)kept_[slot].fail(t.error());
+                       [slot](Errc e) { slot->owner->answer_kept(*slot, e); });
+    if (!t) (void)slot->reply.fail(t.error());
   }
 
  private:
@@ -211,16 +213,22 @@ class Actuator final : public tern::Agent {
     return a;
   }
 
-  void answer_kept(int slot, Errc e) {
+  struct Kept {
+    Actuator* owner = nullptr;
+    tern::Reply reply;
+    int n = 0;
+  };
+
+  void answer_kept(Kept& slot, Errc e) {
     if (e != Errc::ok) {  // we are stopping: the Reply answers no_reply as it goes
-      kept_[slot] = tern::Reply();
+      slot.reply = tern::Reply();
       return;
     }
-    Errc r = kept_[slot].ok(ack());
+    Errc r = slot.reply.ok(ack());
     if (r == Errc::late) {
       ++late;
       say("actuator", "answer to request #%d came late: Errc::late, dropped and counted",
-          kept_n_[slot]);
+          slot.n);
     } else {
       ++answered_later;
     }
@@ -228,8 +236,7 @@ class Actuator final : public tern::Agent {
 
   int requests_ = 0;
   std::int64_t output_ = 0;
-  tern::Reply kept_[kKept];
-  int kept_n_[kKept] = {};
+  Kept kept_[kKept];
 };
 
 Sensor g_sensor;

@@ -191,12 +191,14 @@ struct Slow : tern::Agent {
   Reply kept;
   Errc answer_result = Errc::ok;
   int answered = 0;
+  std::int64_t asked = 0;
   void on_request(Context& ctx, Message& m, Reply reply) override {
     kept = std::move(reply);
-    std::int64_t v = m.value;
-    (void)ctx.after(delay, [this, v](Errc e) {
+    asked = m.value;
+    // One pointer of capture: what an agent timer holds on every port.
+    (void)ctx.after(delay, [this](Errc e) {
       if (e != Errc::ok) return;
-      answer_result = kept.ok(value(v + 1));
+      answer_result = kept.ok(value(asked + 1));
       ++answered;
     });
   }
@@ -310,19 +312,22 @@ TEST(Runtime, SecondReplyToTheSameRequestIsLate) {
   } twice;
   auto id = f.rt.spawn(twice, {.name = "twice"});
   ASSERT_TRUE(id.ok());
-  int calls = 0;
-  std::int64_t got = 0;
-  bool ran_inside = false;
-  ASSERT_TRUE(f.rt.request(*id, value(0), {}, [&](Result<Message> r) {
-    ++calls;
-    got = r.ok() ? r->value : -1;
-    ran_inside = twice.in_handler;
+  struct Seen {
+    Twice* twice;
+    int calls = 0;
+    std::int64_t got = 0;
+    bool ran_inside = false;
+  } seen{&twice};
+  ASSERT_TRUE(f.rt.request(*id, value(0), {}, [s = &seen](Result<Message> r) {
+    ++s->calls;
+    s->got = r.ok() ? r->value : -1;
+    s->ran_inside = s->twice->in_handler;
   }).ok());
   f.run();
   EXPECT_EQ(twice.second, Errc::late);
-  EXPECT_EQ(calls, 1);
-  EXPECT_EQ(got, 1);
-  EXPECT_FALSE(ran_inside);
+  EXPECT_EQ(seen.calls, 1);
+  EXPECT_EQ(seen.got, 1);
+  EXPECT_FALSE(seen.ran_inside);
   EXPECT_EQ(f.rt.stats().replies_late, 1u);
   EXPECT_EQ(f.rt.counters(*id)->late_replies, 1u);
 }
@@ -572,21 +577,24 @@ TEST(Runtime, ShutdownFromAReplyCallbackRunsNoNestedTurnAndDeliversWaitingAnswer
   Echo echo;
   auto e = f.rt.spawn(echo, {.name = "echo"});
   ASSERT_TRUE(e.ok());
-  int first_calls = 0;
-  std::uint64_t turns_before = 0, turns_after = 0;
+  struct First {
+    Fixture* f;
+    int calls = 0;
+    std::uint64_t turns_before = 0, turns_after = 0;
+  } first{&f};
   ASSERT_TRUE(f.rt.request(*e, value(1), {.timeout = tern::seconds(5)},
-                           [&](Result<Message>) {
-                             ++first_calls;
-                             turns_before = f.reactor.stats().turns;
-                             f.rt.shutdown(tern::seconds(1));
-                             turns_after = f.reactor.stats().turns;
+                           [x = &first](Result<Message>) {
+                             ++x->calls;
+                             x->turns_before = x->f->reactor.stats().turns;
+                             x->f->rt.shutdown(tern::seconds(1));
+                             x->turns_after = x->f->reactor.stats().turns;
                            })
                   .ok());
   Outcome second;
   ASSERT_TRUE(f.rt.request(*e, value(2), {.timeout = tern::seconds(5)}, record(&second)).ok());
   f.run();
-  EXPECT_EQ(first_calls, 1);
-  EXPECT_EQ(turns_after, turns_before);
+  EXPECT_EQ(first.calls, 1);
+  EXPECT_EQ(first.turns_after, first.turns_before);
   EXPECT_TRUE(f.rt.shut_down());
   EXPECT_EQ(second.calls, 1);
   EXPECT_EQ(second.err, Errc::ok);

@@ -99,24 +99,26 @@ TEST(Arena, ReactorAndRuntimeShareOneArenaSizedByTheirSum) {
     Echo echo;
     auto id = rt.spawn(echo, {.name = "echo", .mailbox = 4});
     ASSERT_TRUE(id.ok());
-    int answered = 0;
-    std::int64_t sum = 0;
+    struct Tally {
+      int answered = 0;
+      std::int64_t sum = 0;
+    } tally;
     for (int i = 0; i < 4; ++i) {
       tern::Message m;
       m.value = i + 1;
       auto p = rt.payloads().copy_of("arena", 5);
       ASSERT_TRUE(p.ok());
       m.payload = *p;
-      ASSERT_TRUE(rt.request(*id, std::move(m), {.timeout = tern::ms(10)}, [&](tern::Result<tern::Message> r) {
-                    if (r.ok() && r->payload.size() == 5) sum += r->value;
-                    ++answered;
+      ASSERT_TRUE(rt.request(*id, std::move(m), {.timeout = tern::ms(10)}, [t = &tally](tern::Result<tern::Message> r) {
+                    if (r.ok() && r->payload.size() == 5) t->sum += r->value;
+                    ++t->answered;
                   })
                       .ok());
     }
     EXPECT_EQ(rt.payloads().copy_of("x", 1).error(), Errc::full) << "3 blocks of 50 and 1 of 200";
     reactor.run_until_idle();
-    EXPECT_EQ(answered, 4);
-    EXPECT_EQ(sum, 10);
+    EXPECT_EQ(tally.answered, 4);
+    EXPECT_EQ(tally.sum, 10);
     rt.shutdown();
   }
   EXPECT_EQ(arena.used(), need) << "an arena never gives back";

@@ -18,6 +18,7 @@
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
+#include "tern/detail/port_state.hpp"
 
 namespace tern {
 
@@ -121,8 +122,13 @@ struct AgentCounters {
   std::size_t mailbox_high_water = 0;
 };
 
-using ReplyCallback = InplaceFunction<void(Result<Message>), 4 * sizeof(void*)>;
-using AgentTimerCallback = InplaceFunction<void(Errc), 4 * sizeof(void*)>;
+// What a request's reply and an agent timer run. Their captures live in the runtime's
+// tables: up to 4 pointers on Linux, one pointer on Cortex-M (detail::
+// kPortCallbackCaptureBytes), where a wider capture is a compile error.
+using ReplyCallback = InplaceFunction<void(Result<Message>), detail::kPortCallbackCaptureBytes,
+                                      detail::kPortCallbackAlign>;
+using AgentTimerCallback =
+    InplaceFunction<void(Errc), detail::kPortCallbackCaptureBytes, detail::kPortCallbackAlign>;
 
 struct AgentTimerId {
   std::uint32_t index = 0xFFFFFFFFu;

@@ -298,7 +298,8 @@ class Runtime {
   std::size_t nodes_reserved_ = 0;
   // Room for the requester's callback plus the runtime's bookkeeping around it (see
   // request_from: the callback, `this` and the requester's id).
-  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*)>;
+  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*),
+                                   detail::kPortCallbackAlign>;
   detail::StartupArray<Pending::Slot> pending_slots_;  // outlives pending_
   Pending pending_;
   detail::StartupArray<RequestSlot> requests_;  // indexed like the pending table's slots

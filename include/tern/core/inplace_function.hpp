@@ -1,5 +1,6 @@
-// InplaceFunction<Sig, Bytes>: a move-only callable stored inside the object, never on
-// the heap. A capture that does not fit in `Bytes` is a compile error, not an allocation.
+// InplaceFunction<Sig, Bytes, Align>: a move-only callable stored inside the object, never
+// on the heap. A capture that does not fit in `Bytes` (or needs more than `Align`) is a
+// compile error, not an allocation.
 //
 //   tern::InplaceFunction<void(int), 24> f = [this, id](int v) { use(id, v); };
 //   f(42);
@@ -14,11 +15,12 @@
 
 namespace tern {
 
-template <typename Sig, std::size_t Bytes = 2 * sizeof(void*)>
+template <typename Sig, std::size_t Bytes = 2 * sizeof(void*),
+          std::size_t Align = alignof(std::max_align_t)>
 class InplaceFunction;
 
-template <typename R, typename... Args, std::size_t Bytes>
-class InplaceFunction<R(Args...), Bytes> {
+template <typename R, typename... Args, std::size_t Bytes, std::size_t Align>
+class InplaceFunction<R(Args...), Bytes, Align> {
  public:
   static constexpr std::size_t kCapacity = Bytes;
 
@@ -32,7 +34,7 @@ class InplaceFunction<R(Args...), Bytes> {
   InplaceFunction(F&& f) {  // NOLINT: implicit by design, like std::function
     static_assert(sizeof(D) <= Bytes,
                   "capture too large for this InplaceFunction: capture less or raise Bytes");
-    static_assert(alignof(D) <= alignof(std::max_align_t), "over-aligned capture");
+    static_assert(alignof(D) <= Align, "over-aligned capture for this InplaceFunction");
     static_assert(std::is_nothrow_move_constructible_v<D>, "capture must move without throwing");
     new (&storage_) D(std::forward<F>(f));
     invoke_ = [](void* s, Args... args) -> R {
@@ -86,7 +88,7 @@ class InplaceFunction<R(Args...), Bytes> {
     o.manage_ = nullptr;
   }
 
-  alignas(std::max_align_t) unsigned char storage_[Bytes];
+  alignas(Align) unsigned char storage_[Bytes];
   R (*invoke_)(void*, Args...) = nullptr;
   void (*manage_)(void* dst, void* src) = nullptr;
 };

@@ -54,10 +54,11 @@ struct PendingTableStorage;
 
 // The capacity-free part: PendingTable<T, N> holds the slots inline;
 // PendingTableBuffer<T> takes slots the caller allocated once (capacity from a config).
-template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*)>
+template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*),
+          std::size_t CallbackAlign = alignof(std::max_align_t)>
 class PendingTableBase {
  public:
-  using Callback = InplaceFunction<void(Result<T>), CallbackBytes>;
+  using Callback = InplaceFunction<void(Result<T>), CallbackBytes, CallbackAlign>;
   using Owner = const void*;
   struct Slot;
 

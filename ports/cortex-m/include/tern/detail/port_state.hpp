@@ -22,6 +22,10 @@ constexpr int kPortMaxWatches = 1;
 constexpr unsigned kPortTimerCaptureBytes = sizeof(void*);
 // Calls that interrupt handlers may leave in Reactor::inbox() at once.
 constexpr unsigned kPortCallInboxCapacity = 8;
+// What an agent's reply or timer callback (ReplyCallback, AgentTimerCallback) may
+// capture: one pointer, pointer-aligned, so each costs 12 bytes in its table entry.
+constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
+constexpr unsigned kPortCallbackAlign = alignof(void*);
 
 struct PortState {
   // Set by port::wake() (from an ISR or from the loop itself), cleared by

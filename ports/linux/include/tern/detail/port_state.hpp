@@ -2,6 +2,8 @@
 // allocated statically. Fields change without notice.
 #pragma once
 
+#include <cstddef>
+
 struct event_base;
 struct event;
 
@@ -16,6 +18,9 @@ inline constexpr int kPortMaxWatches = 1024;
 inline constexpr unsigned kPortTimerCaptureBytes = 4 * sizeof(void*);
 // Calls other threads may leave in Reactor::inbox() at once.
 inline constexpr unsigned kPortCallInboxCapacity = 32;
+// What an agent's reply or timer callback (ReplyCallback, AgentTimerCallback) may capture.
+inline constexpr unsigned kPortCallbackCaptureBytes = 4 * sizeof(void*);
+inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
 
 struct PortWatch {
   struct PortState* state = nullptr;
