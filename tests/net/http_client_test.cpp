@@ -1136,14 +1136,10 @@ TEST_P(HttpClientConcurrency, AllCompleteExactlyOnceThroughALimitOfEight) {
 INSTANTIATE_TEST_SUITE_P(Counts, HttpClientConcurrency,
                          ::testing::Values(5, 10, 50, 200));
 
-TEST_F(HttpClientTest, QueueFullIsFullAtTheCallAndLosesNothing) {
-  config_.max_in_flight = 2;
-  config_.queue_length = 3;
-  HttpClient client(reactor_, config_);
-  std::string u = url("good", "/fault/delay?ms=100");
-  Outcome o[6];
-  HttpRequest req;
-  req.url = u;
+// Submits `req` once per outcome slot; returns how many were accepted (the others must
+// be refused with Errc::full).
+template <std::size_t N>
+int submit_each(HttpClient& client, const HttpRequest& req, Outcome (&o)[N]) {
   int accepted = 0;
   for (Outcome& x : o) {
     Errc e = client.request(req, capture(&x));
@@ -1153,13 +1149,28 @@ TEST_F(HttpClientTest, QueueFullIsFullAtTheCallAndLosesNothing) {
       EXPECT_EQ(e, Errc::full);
     }
   }
+  return accepted;
+}
+
+bool all_done(const Outcome* o, int n) {
+  for (int i = 0; i < n; ++i) {
+    if (!o[i].done()) return false;
+  }
+  return true;
+}
+
+TEST_F(HttpClientTest, QueueFullIsFullAtTheCallAndLosesNothing) {
+  config_.max_in_flight = 2;
+  config_.queue_length = 3;
+  HttpClient client(reactor_, config_);
+  std::string u = url("good", "/fault/delay?ms=100");
+  Outcome o[6];
+  HttpRequest req;
+  req.url = u;
+  const int accepted = submit_each(client, req, o);
   EXPECT_EQ(accepted, 5);
   EXPECT_EQ(client.stats().rejected, 1u);
-  ASSERT_TRUE(run_until([&] {
-    int d = 0;
-    for (int i = 0; i < accepted; ++i) d += o[i].done() ? 1 : 0;
-    return d == accepted;
-  }));
+  ASSERT_TRUE(run_until([&] { return all_done(o, accepted); }));
   run_for(std::chrono::milliseconds(50));
   for (int i = 0; i < accepted; ++i) {
     EXPECT_EQ(o[i].calls, 1) << i;
@@ -1183,22 +1194,10 @@ TEST_F(HttpClientTest, QueueLengthCountsFromWhatTheConnectionsCanCarry) {
   Outcome o[6];
   HttpRequest req;
   req.url = u;
-  int accepted = 0;
-  for (Outcome& x : o) {
-    Errc e = client.request(req, capture(&x));
-    if (e == Errc::ok) {
-      ++accepted;
-    } else {
-      EXPECT_EQ(e, Errc::full);
-    }
-  }
+  const int accepted = submit_each(client, req, o);
   EXPECT_EQ(accepted, 3);  // one on the connection, two waiting
   EXPECT_EQ(client.stats().rejected, 3u);
-  ASSERT_TRUE(run_until([&] {
-    int d = 0;
-    for (int i = 0; i < accepted; ++i) d += o[i].done() ? 1 : 0;
-    return d == accepted;
-  }));
+  ASSERT_TRUE(run_until([&] { return all_done(o, accepted); }));
   for (int i = 0; i < accepted; ++i) {
     EXPECT_EQ(o[i].calls, 1) << i;
     EXPECT_EQ(o[i].status, 200) << i;
