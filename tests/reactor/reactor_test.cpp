@@ -205,6 +205,30 @@ void check_wide_captures() {
     EXPECT_EQ(sums[0], 10101);
     EXPECT_EQ(sums[1], 20202);
     EXPECT_EQ(sums[2], 30303);
+
+    // A wide capture is copied out before its callback runs: the callback can arm a
+    // timer in the same (only) entry and still read its own capture afterwards. A
+    // 64-bit value rides along too (8-byte aligned even on 32-bit ARM).
+    Reactor one(manual(clock, 1));
+    struct Got {
+      Reactor* r;
+      long first = 0;
+      long second = 0;
+    } got{&one};
+    long a = 111;  // not const: a const capture lets the compiler read it early
+    std::int64_t c = 333;
+    ASSERT_TRUE(one.after(tern::ms(1), [g = &got, a, c] {
+      EXPECT_TRUE(g->r->after(tern::ms(1), [g, x = -1L, z = std::int64_t{-3}] {
+        g->second = x + static_cast<long>(z);
+      }).ok());
+      g->first = a + static_cast<long>(c);  // read after the entry was reused
+    }).ok());
+    clock.advance(tern::ms(1));
+    one.run_until_idle();
+    EXPECT_EQ(got.first, 444);
+    clock.advance(tern::ms(1));
+    one.run_until_idle();
+    EXPECT_EQ(got.second, -4);
   }
 }
 

@@ -251,19 +251,22 @@ class PendingTableBase {
   RequestId finishing_;
 };
 
-template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*)>
-class PendingTable : private detail::InlineStorage<typename PendingTableBase<T, CallbackBytes>::Slot, N>,
-                     public PendingTableBase<T, CallbackBytes> {
+template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*),
+          std::size_t CallbackAlign = alignof(std::max_align_t)>
+class PendingTable
+    : private detail::InlineStorage<typename PendingTableBase<T, CallbackBytes, CallbackAlign>::Slot, N>,
+      public PendingTableBase<T, CallbackBytes, CallbackAlign> {
   static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
 
  public:
   static constexpr std::size_t kCapacity = N;
   explicit PendingTable(TimerWheel& wheel)
-      : PendingTableBase<T, CallbackBytes>(wheel, this->items, N) {}
+      : PendingTableBase<T, CallbackBytes, CallbackAlign>(wheel, this->items, N) {}
 };
 
 // Slots allocated by the caller, once: `new Slot[n]` at start-up, or a static array.
-template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*)>
-using PendingTableBuffer = PendingTableBase<T, CallbackBytes>;
+template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*),
+          std::size_t CallbackAlign = alignof(std::max_align_t)>
+using PendingTableBuffer = PendingTableBase<T, CallbackBytes, CallbackAlign>;
 
 }  // namespace tern

@@ -90,9 +90,11 @@ class TimerWheel {
   // contract violation.
   void arm(Timer& t, Instant deadline);
 
-  // Not API (the Reactor's timer table): arms `t` like arm(), and when it fires the
-  // wheel hands it to the release hook before running its callback, so the owner of a
-  // pool of timers can take it back first (the callback may then reuse it).
+  // Not API (the Reactor's timer table, which sets the one hook of its wheel): arms `t`
+  // like arm(), and when it fires the wheel hands it to the release hook before running
+  // its callback, so the owner of a pool of timers can take it back first (the callback
+  // may then reuse it). A cancel() or a plain arm() of the timer ends that: its owner
+  // takes it back itself.
   using ReleaseHook = void (*)(void* owner, Timer& t);
   void set_release_hook(ReleaseHook hook, void* owner) {
     release_hook_ = hook;

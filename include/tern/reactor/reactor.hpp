@@ -146,7 +146,8 @@ class Reactor {
   // Runs `cb()` once at `deadline` (at the first tick at or after it). `cb` is a
   // function pointer or a lambda whose capture is trivially copyable (pointers, plain
   // values) and at most kTimerCaptureBytes; anything else is a compile error. The timer
-  // holds a copy: a capture of one pointer lives in the timer itself.
+  // holds a copy: a capture of one pointer (pointer-aligned) lives in the timer itself,
+  // a wider one (where the port allows it) beside it.
   // Errors: full (max_timers pending; counted), invalid_argument (null function pointer).
   template <typename F>
   Result<TimerHandle> at(Instant deadline, F&& cb);
@@ -196,7 +197,7 @@ class Reactor {
   static constexpr std::size_t kExtraCaptureBytes =
       kTimerCaptureBytes > sizeof(void*) ? kTimerCaptureBytes : 0;
   struct CaptureBytes {
-    alignas(void*) unsigned char bytes[kExtraCaptureBytes > 0 ? kExtraCaptureBytes : 1];
+    alignas(std::max_align_t) unsigned char bytes[kExtraCaptureBytes > 0 ? kExtraCaptureBytes : 1];
   };
   struct NoCaptureBytes {};
   static void* bytes_of(CaptureBytes& c) { return c.bytes; }
@@ -211,6 +212,10 @@ class Reactor {
   template <typename D>
   static constexpr bool kCaptureInContext =
       sizeof(D) <= sizeof(void*) && alignof(D) <= alignof(void*);
+  template <typename D>
+  static constexpr bool kCaptureFits =
+      kCaptureInContext<D> ||
+      (sizeof(D) <= kExtraCaptureBytes && alignof(D) <= alignof(std::max_align_t));
   // Runs the capture a timer holds, from a copy: the callback may reuse its entry.
   template <typename D>
   static void fire(void* context) {
@@ -285,9 +290,10 @@ Result<TimerHandle> Reactor::at(Instant deadline, F&& cb) {
     static_assert(std::is_trivially_copyable_v<D> && std::is_trivially_destructible_v<D>,
                   "a timer callback must be trivially copyable: capture pointers and plain "
                   "values (not an InplaceFunction or an object that owns something)");
-    static_assert(sizeof(D) <= kTimerCaptureBytes && alignof(D) <= alignof(void*),
+    static_assert(kCaptureFits<D>,
                   "timer callback capture too large for this port: see "
-                  "Reactor::kTimerCaptureBytes (one pointer on Cortex-M: capture `this`)");
+                  "Reactor::kTimerCaptureBytes (one pointer on Cortex-M: capture `this`, "
+                  "and no 64-bit value, which needs more than a pointer's alignment there)");
     const D held(std::forward<F>(cb));  // a function decays to its pointer here
     if constexpr (std::is_pointer_v<D>) {
       if (held == nullptr) return Errc::invalid_argument;
