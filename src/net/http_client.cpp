@@ -514,10 +514,13 @@ struct HttpClient::Impl {
       if (!is_token(h.name) || has_ctl(h.value)) return reject(Errc::invalid_argument);
     }
     // At most queue_length requests wait beyond what can start now: a connection each,
-    // so with fewer connections than max_in_flight, the connections bound it.
+    // so with fewer connections than max_in_flight, the connections bound it. A request
+    // waiting out a retry backoff counts as waiting: it queues again when that ends.
     const std::size_t can_run = std::min(config.max_in_flight, config.max_connections);
     const std::size_t starts_now = can_run > stats.in_flight ? can_run - stats.in_flight : 0;
-    if (stats.queued >= config.queue_length + starts_now) return reject(Errc::full);
+    if (stats.queued + stats.backing_off >= config.queue_length + starts_now) {
+      return reject(Errc::full);
+    }
     Request* q = nullptr;
     for (std::size_t i = 0; i < req_capacity && !q; ++i) {
       if (reqs[i].state == ReqState::free) q = &reqs[i];
@@ -652,6 +655,7 @@ struct HttpClient::Impl {
     // Give back the slot while waiting; the try after the backoff queues again.
     leave_queue_and_connection(q);
     q.state = ReqState::backing_off;
+    ++stats.backing_off;
     ++q.attempt;
     q.retried = false;
     ++stats.retries;
@@ -667,6 +671,8 @@ struct HttpClient::Impl {
       --stats.queued;
     } else if (q.state == ReqState::active) {
       --stats.in_flight;
+    } else if (q.state == ReqState::backing_off) {
+      --stats.backing_off;
     }
     if (q.conn) q.conn->req = nullptr;
     q.conn = nullptr;
@@ -696,6 +702,7 @@ struct HttpClient::Impl {
       return;
     }
     q.state = ReqState::queued;
+    --impl.stats.backing_off;
     q.reached_origin = false;
     q.seq = impl.next_seq++;
     ++impl.stats.queued;

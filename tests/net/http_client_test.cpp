@@ -342,6 +342,7 @@ class HttpClientTest : public ::testing::Test {
     const auto& s = client.stats();
     EXPECT_EQ(s.in_flight, 0u);
     EXPECT_EQ(s.queued, 0u);
+    EXPECT_EQ(s.backing_off, 0u);
     EXPECT_EQ(s.requests, s.responses + s.failed);
   }
 
@@ -1651,6 +1652,34 @@ TEST_F(HttpClientResilience, RetryPolicyRetriesAConnectionClosedWithoutAnswer) {
   config_.retry = &policy_;
   HttpClient client(reactor_, config_);
   expect_flaky(client, "fail=1&mode=close", 200, 1, 2);
+}
+
+// A request waiting out a backoff queues again when it ends, so it counts against
+// queue_length: with one connection free and queue_length 1, one more request fits.
+TEST_F(HttpClientResilience, ARequestInBackoffCountsAsWaiting) {
+  tern::RetryPolicy slow{.max_attempts = 2, .base_delay = tern::ms(300), .max_delay = tern::ms(300),
+                         .jitter = tern::Jitter::none};
+  config_.retry = &slow;
+  config_.max_in_flight = 4;
+  config_.max_connections = 1;
+  config_.queue_length = 1;
+  HttpClient client(reactor_, config_);
+  std::string failing = url("good", "/fault/503");
+  std::string good = url("good", "/fault/delay?ms=10");
+  HttpRequest req;
+  req.url = failing;
+  Outcome o[3];
+  ASSERT_EQ(client.request(req, capture(&o[0])), Errc::ok);
+  ASSERT_TRUE(run_until([&] { return client.stats().backing_off == 1; }));
+  req.url = good;
+  EXPECT_EQ(client.request(req, capture(&o[1])), Errc::ok);   // starts on the free connection
+  EXPECT_EQ(client.request(req, capture(&o[2])), Errc::full); // the backoff holds the one place
+  ASSERT_TRUE(run_until([&] { return o[0].done() && o[1].done(); }));
+  EXPECT_EQ(o[0].status, 503);
+  EXPECT_EQ(o[1].status, 200);
+  EXPECT_EQ(o[2].calls, 0);
+  EXPECT_EQ(client.stats().retries, 1u);
+  expect_quiescent(client);
 }
 
 TEST_F(HttpClientResilience, PostIsRetriedOnlyWhenAllowed) {

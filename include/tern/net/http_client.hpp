@@ -146,6 +146,7 @@ struct HttpClientStats {
   std::uint64_t circuit_open = 0;       // refused at the call by an open breaker
   std::size_t in_flight = 0;
   std::size_t queued = 0;
+  std::size_t backing_off = 0;          // waiting out a retry backoff, to queue again
   std::size_t open_connections = 0;
 };
 
