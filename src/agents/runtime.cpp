@@ -268,7 +268,7 @@ const Runtime::AgentSlot* Runtime::slot(AgentId a) const {
 Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   if (shutting_down_) return Errc::shutdown;
   if (options.mailbox == 0) return Errc::invalid_argument;
-  if (group_reason_[options.group] != Errc::ok) return Errc::closed;  // escalated: stopped
+  if (group_stop_reason(options.group) != Errc::ok) return Errc::closed;  // escalated: stopped
   if (agent_count_ >= config_.max_agents) return Errc::full;
   if (nodes_reserved_ + options.mailbox > config_.max_messages) return Errc::full;
   auto id = static_cast<AgentId>(agent_count_++);
@@ -305,7 +305,15 @@ std::size_t Runtime::mailbox_size(AgentId a) const {
   const AgentSlot* s = slot(a);
   return s ? s->mailbox.count : 0;
 }
-Errc Runtime::group_stop_reason(GroupId g) const { return group_reason_[g]; }
+// A group that escalated had a member then, and agent slots are never reused: the
+// reason is kept in each member's slot (no table of 256 groups).
+Errc Runtime::group_stop_reason(GroupId g) const {
+  for (std::size_t k = 0; k < agent_count_; ++k) {
+    const AgentSlot& s = agents_[k];
+    if (s.options.group == g && s.group_reason != Errc::ok) return s.group_reason;
+  }
+  return Errc::ok;
+}
 
 // ---- mailboxes ----
 
@@ -796,7 +804,12 @@ void Runtime::restart(AgentId id, AgentSlot& s) {
 
 void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
   ++stats_.escalations;
-  group_reason_[group] = reason == Errc::ok ? Errc::failed : reason;
+  // Every member records why before any stops (a stop's callbacks may spawn into it).
+  for (std::size_t k = 0; k < agent_count_; ++k) {
+    if (agents_[k].options.group == group) {
+      agents_[k].group_reason = reason == Errc::ok ? Errc::failed : reason;
+    }
+  }
   // Stop the whole group, newest first, with no restarts.
   for (std::size_t k = agent_count_; k-- > 0;) {
     AgentSlot& s = agents_[k];

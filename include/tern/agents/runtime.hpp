@@ -185,6 +185,7 @@ class Runtime {
   };
   struct AgentSlot {
     Agent* agent = nullptr;
+    Errc group_reason = Errc::ok;  // why its group escalated (in padding on 32-bit)
     AgentOptions options;
     AgentState state = AgentState::unused;
     bool group_stopped = false;  // its group escalated: it stays stopped (in padding)
@@ -320,7 +321,6 @@ class Runtime {
   // Sets log_correlation_ for a scope and puts the previous one back at its end.
   using CorrelationScope = detail::ScopedValue<RequestId>;
   bool shut_down_ = false;
-  Errc group_reason_[256] = {};
   EscalationHandler on_escalate_;
   RuntimeStats stats_;
 };
