@@ -837,9 +837,13 @@ TEST(Runtime, ShutdownGraceLetsRequestsInFlightFinishButRefusesNewWork) {
   f.run();
   // With a manual clock the grace loop cannot wait for time: advance it from a timer
   // the reactor runs while draining.
-  ASSERT_TRUE(f.reactor.post([&] {
-    f.clock.advance(tern::ms(5));
-    EXPECT_EQ(f.rt.send(*rid, value(1)), Errc::shutdown);
+  struct During {
+    Fixture* f;
+    AgentId to;
+  } during{&f, *rid};
+  ASSERT_TRUE(f.reactor.post([d = &during] {
+    d->f->clock.advance(tern::ms(5));
+    EXPECT_EQ(d->f->rt.send(d->to, value(1)), Errc::shutdown);
   }) == Errc::ok);
   f.rt.shutdown(tern::seconds(1));
   EXPECT_EQ(o.calls, 1);

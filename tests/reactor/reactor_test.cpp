@@ -45,22 +45,26 @@ TEST(Reactor, TimersFireInDeadlineOrderAndNotBefore) {
 TEST(Reactor, PostedCallsRunNextTurnInOrder) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int log[4] = {};
-  int n = 0;
-  ASSERT_EQ(r.post([&] {
-    log[n++] = 1;
+  // Posted calls capture one pointer, so the test runs on the Cortex-M port too.
+  struct Log {
+    Reactor* r;
+    int order[4] = {};
+    int n = 0;
+  } log{&r};
+  ASSERT_EQ(r.post([l = &log] {
+    l->order[l->n++] = 1;
     // Posted from inside a posted call: must wait for the next turn.
-    EXPECT_EQ(r.post([&] { log[n++] = 3; }), Errc::ok);
+    EXPECT_EQ(l->r->post([l] { l->order[l->n++] = 3; }), Errc::ok);
   }), Errc::ok);
-  ASSERT_EQ(r.post([&] { log[n++] = 2; }), Errc::ok);
-  EXPECT_EQ(n, 0);  // nothing runs inside post()
+  ASSERT_EQ(r.post([l = &log] { l->order[l->n++] = 2; }), Errc::ok);
+  EXPECT_EQ(log.n, 0);  // nothing runs inside post()
   r.run_once(tern::Duration::zero());
-  EXPECT_EQ(n, 2);
+  EXPECT_EQ(log.n, 2);
   r.run_once(tern::Duration::zero());
-  ASSERT_EQ(n, 3);
-  EXPECT_EQ(log[0], 1);
-  EXPECT_EQ(log[1], 2);
-  EXPECT_EQ(log[2], 3);
+  ASSERT_EQ(log.n, 3);
+  EXPECT_EQ(log.order[0], 1);
+  EXPECT_EQ(log.order[1], 2);
+  EXPECT_EQ(log.order[2], 3);
 }
 
 TEST(Reactor, InTurnIsTrueOnlyInsideCallbacks) {
@@ -70,7 +74,7 @@ TEST(Reactor, InTurnIsTrueOnlyInsideCallbacks) {
     Reactor* r;
     int in_turn = 0;
   } seen{&r};
-  ASSERT_EQ(r.post([&] { seen.in_turn += r.in_turn(); }), Errc::ok);
+  ASSERT_EQ(r.post([s = &seen] { s->in_turn += s->r->in_turn(); }), Errc::ok);
   ASSERT_TRUE(r.after(tern::ms(1), [s = &seen] { s->in_turn += s->r->in_turn(); }).ok());
   EXPECT_FALSE(r.in_turn());
   r.run_once(tern::Duration::zero());
@@ -239,15 +243,18 @@ TEST(Reactor, WideCapturesAreHeldWholeWhereThePortAllowsThem) {
 TEST(Reactor, StopFromCallbackEndsRun) {
   ManualClock clock;
   Reactor r(manual(clock));
-  int after_stop = 0;
-  ASSERT_EQ(r.post([&] {
-    r.stop();
-    EXPECT_EQ(r.post([&] { ++after_stop; }), Errc::ok);
+  struct State {
+    Reactor* r;
+    int after_stop = 0;
+  } st{&r};
+  ASSERT_EQ(r.post([s = &st] {
+    s->r->stop();
+    EXPECT_EQ(s->r->post([s] { ++s->after_stop; }), Errc::ok);
   }), Errc::ok);
   r.run();  // returns after the turn in which stop() was called
-  EXPECT_EQ(after_stop, 0);
+  EXPECT_EQ(st.after_stop, 0);
   r.run_until_idle();
-  EXPECT_EQ(after_stop, 1);
+  EXPECT_EQ(st.after_stop, 1);
 }
 
 TEST(Reactor, ManyTimersOnOneTickAllFireInArmingOrder) {

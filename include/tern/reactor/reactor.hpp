@@ -93,9 +93,11 @@ struct WatchHandle {
 
 class Reactor {
  public:
-  static constexpr std::size_t kCallbackBytes = 4 * sizeof(void*);
-  using Callback = InplaceFunction<void(), kCallbackBytes>;
-  using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes>;
+  // What a posted call, an inbox call or a watch callback may capture: 4 pointers on
+  // Linux, one pointer (pointer-aligned) on the Cortex-M port.
+  static constexpr std::size_t kCallbackBytes = detail::kPortCallbackCaptureBytes;
+  using Callback = InplaceFunction<void(), kCallbackBytes, detail::kPortCallbackAlign>;
+  using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes, detail::kPortCallbackAlign>;
   // What an after()/at() callback may capture, trivially copyable: 4 pointers on Linux,
   // one pointer on the Cortex-M port (where a reactor timer costs 32 bytes).
   static constexpr std::size_t kTimerCaptureBytes = detail::kPortTimerCaptureBytes;
