@@ -87,8 +87,8 @@ void Reactor::free_timer(std::uint32_t index) {
   free_timer_ = index;
 }
 
-Result<TimerHandle> Reactor::start_timer(Instant deadline, Timer::Callback fire, const void* capture,
-                                         std::size_t size) {
+Result<TimerHandle> Reactor::start_timer(Instant deadline, Timer::Callback fire,
+                                         const void* capture, std::size_t size) {
   if (free_timer_ >= config_.max_timers) {
     ++stats_.rejected;
     return Errc::full;

@@ -254,7 +254,8 @@ class PendingTableBase {
 template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*),
           std::size_t CallbackAlign = alignof(std::max_align_t)>
 class PendingTable
-    : private detail::InlineStorage<typename PendingTableBase<T, CallbackBytes, CallbackAlign>::Slot, N>,
+    : private detail::InlineStorage<
+          typename PendingTableBase<T, CallbackBytes, CallbackAlign>::Slot, N>,
       public PendingTableBase<T, CallbackBytes, CallbackAlign> {
   static_assert(N > 0 && N < 0x7FFFFFFF, "PendingTable capacity out of range");
 

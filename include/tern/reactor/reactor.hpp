@@ -97,7 +97,8 @@ class Reactor {
   // Linux, one pointer (pointer-aligned) on the Cortex-M port.
   static constexpr std::size_t kCallbackBytes = detail::kPortCallbackCaptureBytes;
   using Callback = InplaceFunction<void(), kCallbackBytes, detail::kPortCallbackAlign>;
-  using IoCallback = InplaceFunction<void(unsigned events), kCallbackBytes, detail::kPortCallbackAlign>;
+  using IoCallback =
+      InplaceFunction<void(unsigned events), kCallbackBytes, detail::kPortCallbackAlign>;
   // What an after()/at() callback may capture, trivially copyable: 4 pointers on Linux,
   // one pointer on the Cortex-M port (where a reactor timer costs 32 bytes).
   static constexpr std::size_t kTimerCaptureBytes = detail::kPortTimerCaptureBytes;
@@ -222,7 +223,8 @@ class Reactor {
   template <typename D>
   static void fire(void* context) {
     alignas(D) unsigned char copy[sizeof(D)];
-    std::memcpy(copy, kCaptureInContext<D> ? static_cast<const void*>(&context) : context, sizeof(D));
+    const void* held = kCaptureInContext<D> ? static_cast<const void*>(&context) : context;
+    std::memcpy(copy, held, sizeof(D));
     (*std::launder(reinterpret_cast<D*>(copy)))();
   }
   Result<TimerHandle> start_timer(Instant deadline, Timer::Callback fire, const void* capture,
@@ -294,8 +296,7 @@ Result<TimerHandle> Reactor::at(Instant deadline, F&& cb) {
                   "values (not an InplaceFunction or an object that owns something)");
     static_assert(kCaptureFits<D>,
                   "timer callback capture too large for this port: see "
-                  "Reactor::kTimerCaptureBytes (one pointer on Cortex-M: capture `this`, "
-                  "and no 64-bit value, which needs more than a pointer's alignment there)");
+                  "Reactor::kTimerCaptureBytes (one pointer on Cortex-M: capture `this`)");
     const D held(std::forward<F>(cb));  // a function decays to its pointer here
     if constexpr (std::is_pointer_v<D>) {
       if (held == nullptr) return Errc::invalid_argument;

@@ -22,8 +22,9 @@ constexpr int kPortMaxWatches = 1;
 constexpr unsigned kPortTimerCaptureBytes = sizeof(void*);
 // Calls that interrupt handlers may leave in Reactor::inbox() at once.
 constexpr unsigned kPortCallInboxCapacity = 8;
-// What an agent's reply or timer callback (ReplyCallback, AgentTimerCallback) may
-// capture: one pointer, pointer-aligned, so each costs 12 bytes in its table entry.
+// What the other callbacks tern's tables hold may capture (ReplyCallback,
+// AgentTimerCallback, Reactor::Callback, Reactor::IoCallback): one pointer,
+// pointer-aligned, so each costs 12 bytes in its table entry.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
 

@@ -18,7 +18,8 @@ inline constexpr int kPortMaxWatches = 1024;
 inline constexpr unsigned kPortTimerCaptureBytes = 4 * sizeof(void*);
 // Calls other threads may leave in Reactor::inbox() at once.
 inline constexpr unsigned kPortCallInboxCapacity = 32;
-// What an agent's reply or timer callback (ReplyCallback, AgentTimerCallback) may capture.
+// What the other callbacks tern's tables hold may capture (ReplyCallback,
+// AgentTimerCallback, Reactor::Callback, Reactor::IoCallback).
 inline constexpr unsigned kPortCallbackCaptureBytes = 4 * sizeof(void*);
 inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
 
