@@ -805,10 +805,9 @@ void Runtime::restart(AgentId id, AgentSlot& s) {
 void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
   ++stats_.escalations;
   // Every member records why before any stops (a stop's callbacks may spawn into it).
+  const Errc why = reason == Errc::ok ? Errc::failed : reason;
   for (std::size_t k = 0; k < agent_count_; ++k) {
-    if (agents_[k].options.group == group) {
-      agents_[k].group_reason = reason == Errc::ok ? Errc::failed : reason;
-    }
+    if (agents_[k].options.group == group) agents_[k].group_reason = why;
   }
   // Stop the whole group, newest first, with no restarts.
   for (std::size_t k = agent_count_; k-- > 0;) {

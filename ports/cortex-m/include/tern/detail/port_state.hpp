@@ -16,15 +16,12 @@ namespace tern::detail {
 // count.
 constexpr int kPortMaxWatches = 1;
 
-// What a Reactor timer's callback may capture: one pointer (a `this`, or one variable
-// by reference), which the timer holds in its own context word, so a reactor timer
-// costs 32 bytes here. See Reactor::kTimerCaptureBytes.
-constexpr unsigned kPortTimerCaptureBytes = sizeof(void*);
 // Calls that interrupt handlers may leave in Reactor::inbox() at once.
 constexpr unsigned kPortCallInboxCapacity = 8;
-// What the other callbacks tern's tables hold may capture (ReplyCallback,
-// AgentTimerCallback, Reactor::Callback, Reactor::IoCallback): one pointer,
-// pointer-aligned, so each costs 12 bytes in its table entry.
+// What a callback one of tern's tables holds may capture (Reactor timers, posted and
+// watch calls, ReplyCallback, AgentTimerCallback): one pointer (a `this`, or one
+// variable by reference), pointer-aligned. A reactor timer holds it in its own context
+// word (32 bytes an entry); the others are 12-byte InplaceFunctions.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
 

@@ -14,12 +14,10 @@ class Reactor;
 namespace tern::detail {
 
 inline constexpr int kPortMaxWatches = 1024;
-// What a Reactor timer's callback may capture (see Reactor::kTimerCaptureBytes).
-inline constexpr unsigned kPortTimerCaptureBytes = 4 * sizeof(void*);
 // Calls other threads may leave in Reactor::inbox() at once.
 inline constexpr unsigned kPortCallInboxCapacity = 32;
-// What the other callbacks tern's tables hold may capture (ReplyCallback,
-// AgentTimerCallback, Reactor::Callback, Reactor::IoCallback).
+// What a callback one of tern's tables holds may capture (Reactor timers, posted and
+// watch calls, ReplyCallback, AgentTimerCallback).
 inline constexpr unsigned kPortCallbackCaptureBytes = 4 * sizeof(void*);
 inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
 
