@@ -231,6 +231,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
   }
   free_node_ = config_.max_messages ? 0 : kNil;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
+  pending_.set_runner(&Runtime::run_reply, this);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].runtime = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
@@ -509,23 +510,8 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
     ++stats_.dropped;
     return Errc::full;
   }
-  Result<RequestId> id = pending_.start(
-      reactor_.now() + options.timeout,
-      // Captured in this order so that it packs into Pending's callback storage.
-      [cb = std::move(on_reply), this, from](Result<Message> r) mutable {
-        if (AgentSlot* s = slot(from)) {
-          if (r.ok()) {
-            ++s->counters.requests_ok;
-          } else if (r.error() == Errc::timeout) {
-            ++s->counters.requests_timed_out;
-          } else {
-            ++s->counters.requests_failed;
-          }
-        }
-        CorrelationScope scope(log_correlation_, pending_.finishing());
-        cb(std::move(r));
-      },
-      requester);
+  Result<RequestId> id =
+      pending_.start(reactor_.now() + options.timeout, std::move(on_reply), requester);
   if (!id) return id.error();
   requests_[id->slot()].target = to;
   // Room was checked above.
@@ -537,6 +523,25 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                              options.priority < kPriorityLevels ? options.priority : kPriorityLevels - 1)});
   if (requester) ++requester->counters.messages_out;
   return id;
+}
+
+// The pending table's runner: every request's outcome passes here on its way to the
+// requester's callback (`requester`: its agent slot, null for code outside agents).
+void Runtime::run_reply(void* runtime, const void* requester, ReplyCallback& cb,
+                        Result<Message>&& r) {
+  Runtime& rt = *static_cast<Runtime*>(runtime);
+  if (requester) {
+    AgentCounters& c = const_cast<AgentSlot*>(static_cast<const AgentSlot*>(requester))->counters;
+    if (r.ok()) {
+      ++c.requests_ok;
+    } else if (r.error() == Errc::timeout) {
+      ++c.requests_timed_out;
+    } else {
+      ++c.requests_failed;
+    }
+  }
+  CorrelationScope scope(rt.log_correlation_, rt.pending_.finishing());
+  cb(static_cast<Result<Message>&&>(r));
 }
 
 // ---- agent timers ----
@@ -551,7 +556,6 @@ Result<AgentTimerId> Runtime::after(AgentId owner, Duration delay, AgentTimerCal
   free_timer_ = e.next_free;
   e.cb = std::move(cb);
   e.owner = owner;
-  e.active = true;
   ++timers_in_use_;
   reactor_.wheel().arm(e.timer, reactor_.now() + delay);
   return AgentTimerId{index, e.generation};
@@ -561,31 +565,36 @@ void Runtime::on_agent_timer(void* context) {
   auto& e = *static_cast<TimerEntry*>(context);
   Runtime& rt = *e.runtime;
   AgentTimerCallback cb = std::move(e.cb);
-  e.active = false;
+  const AgentId owner = e.owner;
   ++e.generation;
   e.next_free = rt.free_timer_;
   rt.free_timer_ = static_cast<std::uint32_t>(&e - rt.timers_.get());
   --rt.timers_in_use_;
-  AgentSlot* s = rt.slot(e.owner);
+  AgentSlot* s = rt.slot(owner);
   if (!s) return;
   s->in_handler = true;
   cb(Errc::ok);
   s->in_handler = false;
-  rt.after_handler(e.owner, *s);
+  rt.after_handler(owner, *s);
 }
 
 bool Runtime::cancel_timer(AgentTimerId id) {
   if (id.index >= config_.max_timers) return false;
   TimerEntry& e = timers_[id.index];
-  if (!e.active || e.generation != id.generation) return false;
-  reactor_.wheel().cancel(e.timer);
+  if (!e.active() || e.generation != id.generation) return false;
   e.cb = nullptr;
-  e.active = false;
+  free_agent_timer(id.index);
+  return true;
+}
+
+// Disarms entry `index` (its callback already taken or dropped) and frees it.
+void Runtime::free_agent_timer(std::uint32_t index) {
+  TimerEntry& e = timers_[index];
+  reactor_.wheel().cancel(e.timer);
   ++e.generation;
   e.next_free = free_timer_;
-  free_timer_ = id.index;
+  free_timer_ = index;
   --timers_in_use_;
-  return true;
 }
 
 // ---- logging ----
@@ -745,9 +754,9 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     TimerEntry& e = timers_[i];
-    if (!e.active || e.owner != id) continue;
+    if (!e.active() || e.owner != id) continue;
     AgentTimerCallback cb = std::move(e.cb);
-    (void)cancel_timer(AgentTimerId{static_cast<std::uint32_t>(i), e.generation});
+    free_agent_timer(static_cast<std::uint32_t>(i));
     cb(Errc::cancelled);
   }
   flush_mailbox(id, s, reason);

@@ -46,26 +46,36 @@ bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
   return deadline <= 0 || static_cast<std::uint64_t>(deadline) <= tick * tick_us_;
 }
 
-void TimerWheel::link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot) {
+// Links `t` at the front of `head`'s list; t keeps its kPooled bit.
+void TimerWheel::link(Timer*& head, Timer& t) {
   t.next_ = head;
-  if (head) head->pprev_ = &t.next_;
+  if (head) {
+    head->prev_link_ =
+        reinterpret_cast<std::uintptr_t>(&t.next_) | (head->prev_link_ & Timer::kPooled);
+  }
   head = &t;
-  t.pprev_ = &head;
-  t.where_ = where;
-  t.slot_ = slot;
+  t.prev_link_ = reinterpret_cast<std::uintptr_t>(&head) | (t.prev_link_ & Timer::kPooled);
 }
 
+// A timer does not record where it is filed. When unlinking it empties a list, its back
+// link pointed at that list's head: if the head is one of slots_, its occupancy bit goes.
 void TimerWheel::unlink(Timer& t) {
-  *t.pprev_ = t.next_;
-  if (t.next_) t.next_->pprev_ = t.pprev_;
-  if (t.where_ < kLevels && slots_[t.where_][t.slot_] == nullptr) {
-    occupied_[t.where_] &= ~(std::uint64_t{1} << t.slot_);
+  Timer** const pprev = reinterpret_cast<Timer**>(t.prev_link_ & ~Timer::kPooled);
+  *pprev = t.next_;
+  if (t.next_) {
+    t.next_->prev_link_ =
+        reinterpret_cast<std::uintptr_t>(pprev) | (t.next_->prev_link_ & Timer::kPooled);
+  } else if (*pprev == nullptr) {
+    const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(pprev) -
+                              reinterpret_cast<std::uintptr_t>(&slots_[0][0]);
+    const std::uintptr_t index = at / sizeof(Timer*);  // a huge number below slots_
+    if (index < std::uintptr_t{kLevels} * kSlots) {
+      occupied_[index / kSlots] &= ~(std::uint64_t{1} << (index % kSlots));
+    }
   }
   if (cache_valid_ && due_by(t, cached_next_)) cache_valid_ = false;
   t.next_ = nullptr;
-  t.pprev_ = nullptr;
-  t.where_ = Timer::kIdle;
-  t.pooled_ = false;
+  t.prev_link_ = 0;
 }
 
 // Files `t` by its due tick relative to current_. Timers due at or before current_ go to
@@ -73,17 +83,17 @@ void TimerWheel::unlink(Timer& t) {
 // level-0 slot about to fire.
 void TimerWheel::place(Timer& t, std::uint64_t due) {
   if (due <= current_) {
-    link(ready_, t, Timer::kReady, 0);
+    link(ready_, t);
     return;
   }
   std::uint64_t diff = due ^ current_;
   int level = (63 - std::countl_zero(diff)) / kSlotBits;
   if (level >= kLevels) {
-    link(overflow_, t, Timer::kOverflow, 0);
+    link(overflow_, t);
     return;
   }
   auto slot = static_cast<std::uint8_t>((due >> (kSlotBits * level)) & (kSlots - 1));
-  link(slots_[level][slot], t, static_cast<std::uint8_t>(level), slot);
+  link(slots_[level][slot], t);
   occupied_[level] |= std::uint64_t{1} << slot;
 }
 
@@ -150,7 +160,7 @@ void TimerWheel::cascade_at(std::uint64_t tick) {
       std::uint64_t due = ticks_ceil(t->deadline());
       if (due == current_) {
         auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
-        link(slots_[0][slot], *t, 0, slot);
+        link(slots_[0][slot], *t);
         occupied_[0] |= std::uint64_t{1} << slot;
       } else {
         place(*t, due);
@@ -175,12 +185,12 @@ void TimerWheel::fire_list(Timer*& head, std::size_t* fired) {
   head = nullptr;
   while (list) {
     Timer* n = list->next_;
-    link(firing_, *list, Timer::kFiring, 0);
+    link(firing_, *list);
     list = n;
   }
   while (firing_) {
     Timer& t = *firing_;
-    const bool pooled = t.pooled_;
+    const bool pooled = (t.prev_link_ & Timer::kPooled) != 0;
     unlink(t);
     --count_;
     ++*fired;

@@ -234,6 +234,51 @@ TEST(Runtime, RequestGetsExactlyOneReply) {
   EXPECT_EQ(f.rt.pending_in_use(), 0u);
 }
 
+struct Failer : tern::Agent {
+  void on_request(Context&, Message&, Reply reply) override { (void)reply.fail(Errc::io); }
+};
+
+// Asks each of three agents once from its on_start.
+struct Asker : tern::Agent {
+  AgentId echo = 0, slow = 0, failer = 0;
+  int outcomes = 0;
+  void on_start(Context& ctx) override {
+    auto count = [this](Result<Message>) { ++outcomes; };
+    for (AgentId to : {echo, slow, failer}) {
+      (void)ctx.request(to, value(1), {.timeout = tern::ms(50)}, count);
+    }
+  }
+};
+
+// Each outcome of an agent's request is counted for that agent, once; a request made
+// from outside agents is counted for nobody.
+TEST(Runtime, AnAgentsRequestOutcomesAreCountedForIt) {
+  Fixture f;
+  Echo echo;
+  Slow slow;  // answers after 100 ms: too late
+  Failer failer;
+  Asker asker;
+  asker.echo = *f.rt.spawn(echo, {.name = "echo"});
+  asker.slow = *f.rt.spawn(slow, {.name = "slow"});
+  asker.failer = *f.rt.spawn(failer, {.name = "failer"});
+  Outcome outside;
+  ASSERT_TRUE(f.rt.request(asker.echo, value(2), {.timeout = tern::ms(50)}, record(&outside)).ok());
+  auto a = f.rt.spawn(asker, {.name = "asker"});
+  ASSERT_TRUE(a.ok());
+  f.run();
+  f.advance(tern::ms(200));
+  EXPECT_EQ(asker.outcomes, 3);
+  EXPECT_EQ(outside.calls, 1);
+  const tern::AgentCounters& c = *f.rt.counters(*a);
+  EXPECT_EQ(c.requests_ok, 1u);
+  EXPECT_EQ(c.requests_failed, 1u);
+  EXPECT_EQ(c.requests_timed_out, 1u);
+  for (AgentId other : {asker.echo, asker.slow, asker.failer}) {
+    const tern::AgentCounters& o = *f.rt.counters(other);
+    EXPECT_EQ(o.requests_ok + o.requests_failed + o.requests_timed_out, 0u);
+  }
+}
+
 TEST(Runtime, ReplyAfterTimeoutIsDroppedAndCountedAsLate) {
   Fixture f;
   Slow slow;

@@ -270,3 +270,53 @@ TEST(PendingTable, CallbackMayDestroyItsTable) {
   EXPECT_EQ(calls, 1);
   EXPECT_TRUE(wheel.empty());
 }
+
+// The Runtime's request table hands every outcome to a runner with the request's owner;
+// the runner calls the callback. Each of the four outcomes goes through it, once.
+TEST(PendingTable, ARunnerSeesEveryOutcomeWithItsOwnerAndCallsTheCallback) {
+  TimerWheel wheel;
+  using Table = PendingTable<int, 4>;
+  Table table(wheel);
+  struct Seen {
+    int runs = 0;
+    const void* owners[4] = {};
+    Errc errs[4] = {};
+  } seen;
+  table.set_runner(
+      [](void* context, Table::Owner owner, Table::Callback& cb, Result<int>&& r) {
+        auto& s = *static_cast<Seen*>(context);
+        s.owners[s.runs] = owner;
+        s.errs[s.runs] = r.ok() ? Errc::ok : r.error();
+        ++s.runs;
+        cb(std::move(r));
+      },
+      &seen);
+  int owner_a = 0, owner_b = 0;
+  Outcome done, failed, timed_out, cancelled;
+  auto a = table.start(Instant(1000000), recorder(&done), &owner_a);
+  auto b = table.start(Instant(1000000), recorder(&failed), &owner_b);
+  auto c = table.start(Instant(5000), recorder(&timed_out));
+  auto d = table.start(Instant(1000000), recorder(&cancelled), &owner_a);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
+  EXPECT_EQ(table.complete(*a, 7), Errc::ok);
+  EXPECT_EQ(table.fail(*b, Errc::io), Errc::ok);
+  wheel.advance(Instant(5000));
+  EXPECT_EQ(table.cancel_all(&owner_a), 1u);
+  EXPECT_EQ(table.complete(*a, 8), Errc::late);  // not run again
+  ASSERT_EQ(seen.runs, 4);
+  EXPECT_EQ(seen.owners[0], &owner_a);
+  EXPECT_EQ(seen.errs[0], Errc::ok);
+  EXPECT_EQ(seen.owners[1], &owner_b);
+  EXPECT_EQ(seen.errs[1], Errc::io);
+  EXPECT_EQ(seen.owners[2], nullptr);
+  EXPECT_EQ(seen.errs[2], Errc::timeout);
+  EXPECT_EQ(seen.owners[3], &owner_a);
+  EXPECT_EQ(seen.errs[3], Errc::cancelled);
+  EXPECT_EQ(done.calls, 1);
+  EXPECT_EQ(done.value, 7);
+  EXPECT_EQ(failed.err, Errc::io);
+  EXPECT_EQ(timed_out.err, Errc::timeout);
+  EXPECT_EQ(cancelled.err, Errc::cancelled);
+  EXPECT_EQ(table.in_use(), 0u);
+  EXPECT_TRUE(wheel.empty());
+}

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "tern/agents/agent.hpp"
 #include "tern/agents/log.hpp"
@@ -208,13 +209,15 @@ class Runtime {
     }
   };
   struct TimerEntry {
-    [[no_unique_address]] Timer timer;  // generation, owner, active fit in its tail padding
+    Timer timer;
     std::uint32_t generation = 1;
-    AgentId owner = kNoAgent;
-    bool active = false;
-    AgentTimerCallback cb;
+    union {
+      AgentId owner;                // while active
+      std::uint32_t next_free = 0;  // while free
+    };
+    AgentTimerCallback cb;  // set while active
     Runtime* runtime = nullptr;
-    std::uint32_t next_free = 0;
+    bool active() const { return static_cast<bool>(cb); }
   };
   struct Topic {
     char name[kTopicNameMax + 1] = {};
@@ -240,6 +243,7 @@ class Runtime {
 
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
   bool cancel_timer(AgentTimerId id);
+  void free_agent_timer(std::uint32_t index);
   static void on_agent_timer(void* context);
   Errc answer(Message msg);
   void settle(Message&& answer);
@@ -297,10 +301,13 @@ class Runtime {
   NodeIndex free_node_ = kNil;
   std::size_t nodes_in_use_ = 0;
   std::size_t nodes_reserved_ = 0;
-  // Room for the requester's callback plus the runtime's bookkeeping around it (see
-  // request_from: the callback, `this` and the requester's id).
-  using Pending = PendingTableBase<Message, sizeof(ReplyCallback) + 2 * sizeof(void*),
+  // A slot holds the requester's callback itself; the runtime's bookkeeping around it
+  // runs in run_reply, the table's runner.
+  using Pending = PendingTableBase<Message, detail::kPortCallbackCaptureBytes,
                                    detail::kPortCallbackAlign>;
+  static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
+  static void run_reply(void* runtime, const void* requester, ReplyCallback& cb,
+                        Result<Message>&& r);
   detail::StartupArray<Pending::Slot> pending_slots_;  // outlives pending_
   Pending pending_;
   detail::StartupArray<RequestSlot> requests_;  // indexed like the pending table's slots

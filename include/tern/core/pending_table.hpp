@@ -94,7 +94,6 @@ class PendingTableBase {
     }
     Slot& s = slots_[free_];
     free_ = s.next_free;
-    s.active = true;
     s.owner = owner;
     s.on_done = std::move(on_done);
     if (deadline != Instant::never()) wheel_.arm(s.timer, deadline);
@@ -151,6 +150,16 @@ class PendingTableBase {
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }
+
+  // Not API (the Runtime's request table): when set, every outcome goes to `runner`
+  // with the request's owner and its on_done, which the runner must call, instead of to
+  // on_done directly. So an owner's per-request bookkeeping takes one word per table,
+  // not room in every slot's callback.
+  using Runner = void (*)(void* context, Owner owner, Callback& on_done, Result<T>&& outcome);
+  void set_runner(Runner runner, void* context) {
+    runner_ = runner;
+    runner_context_ = context;
+  }
   // The id of the request whose callback this table ran last: read at the start of a
   // callback, it names the request that callback ends (to log or trace it). A callback
   // that ends another request of this table changes it. The table writes nothing after
@@ -164,17 +173,15 @@ class PendingTableBase {
   void for_each_pending(F&& f) const {
     for (std::size_t i = 0; i < capacity_; ++i) {
       const Slot& s = slots_[i];
-      if (s.active) f(RequestId::make(static_cast<std::uint32_t>(i), s.generation), s.owner);
+      if (s.active()) f(RequestId::make(static_cast<std::uint32_t>(i), s.generation), s.owner);
     }
   }
 
-  // Not API: the slot layout, public only so storage can be allocated for it. Packed
-  // for 32-bit targets: active and generation sit in the Timer's tail padding, the slot
-  // index is the slot's position, and a slot has an owner only while active and a
-  // next free slot only while free.
+  // Not API: the slot layout, public only so storage can be allocated for it. Packed:
+  // a slot is active while it holds a callback, the slot index is the slot's position,
+  // and a slot has an owner only while active and a next free slot only while free.
   struct Slot {
     [[no_unique_address]] Timer timer;
-    bool active = false;
     std::uint32_t generation = detail::kFirstGeneration;
     Callback on_done;
     PendingTableBase* table = nullptr;
@@ -182,6 +189,7 @@ class PendingTableBase {
       Owner owner = nullptr;    // while active
       std::uint32_t next_free;  // while free
     };
+    bool active() const { return static_cast<bool>(on_done); }
   };
 
  private:
@@ -191,7 +199,7 @@ class PendingTableBase {
     std::uint32_t i = id.slot();
     if (i >= capacity_) return nullptr;
     Slot& s = const_cast<Slot&>(slots_[i]);
-    return (s.active && s.generation == id.generation()) ? &s : nullptr;
+    return (s.active() && s.generation == id.generation()) ? &s : nullptr;
   }
 
   Errc miss(RequestId id) {
@@ -211,15 +219,20 @@ class PendingTableBase {
   void finish(Slot& s, Result<T> outcome) {
     wheel_.cancel(s.timer);
     const RequestId id = RequestId::make(index_of(s), s.generation);
-    Callback cb = std::move(s.on_done);
-    s.active = false;
+    Callback cb = std::move(s.on_done);  // leaves the slot inactive
+    const Owner owner = s.owner;
     s.owner = nullptr;
     detail::bump_generation(s.generation);
     s.next_free = free_;
     free_ = index_of(s);
     --stats_.in_use;
     finishing_ = id;
-    cb(std::move(outcome));  // last: nothing of the table is touched afterwards
+    // Last: nothing of the table is touched afterwards.
+    if (const Runner runner = runner_) {
+      runner(runner_context_, owner, cb, std::move(outcome));
+    } else {
+      cb(std::move(outcome));
+    }
   }
 
   static void on_deadline(void* context) {
@@ -234,7 +247,7 @@ class PendingTableBase {
     std::size_t n = 0;
     for (std::size_t i = 0; i < capacity_; ++i) {
       Slot& s = slots_[i];
-      if (!s.active || !pred(s)) continue;
+      if (!s.active() || !pred(s)) continue;
       ++stats_.cancelled;
       ++n;
       finish(s, Result<T>(Errc::cancelled));
@@ -249,6 +262,8 @@ class PendingTableBase {
   bool closing_ = false;  // being destroyed: start() refuses
   PendingStats stats_;
   RequestId finishing_;
+  Runner runner_ = nullptr;
+  void* runner_context_ = nullptr;
 };
 
 template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*),

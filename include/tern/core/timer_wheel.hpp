@@ -34,7 +34,7 @@ class Timer {
   // Sets what runs when the timer fires. Contract violation while armed.
   void set_callback(Callback cb, void* context);
 
-  bool armed() const { return where_ != kIdle; }
+  bool armed() const { return prev_link_ != 0; }
   // The deadline passed to the last arm().
   Instant deadline() const {
     return Instant(static_cast<std::int64_t>((std::uint64_t{deadline_hi_} << 32) | deadline_lo_));
@@ -44,10 +44,7 @@ class Timer {
 
  private:
   friend class TimerWheel;
-  static constexpr std::uint8_t kIdle = 0xFF;
-  static constexpr std::uint8_t kReady = 0xFE;     // overdue, fires on the next advance
-  static constexpr std::uint8_t kOverflow = 0xFD;  // beyond the wheel's span
-  static constexpr std::uint8_t kFiring = 0xFC;    // in the batch being fired
+  static constexpr std::uintptr_t kPooled = 1;  // prev_link_'s bit 0: armed with arm_pooled()
 
   void set_deadline(Instant d) {
     const auto bits = static_cast<std::uint64_t>(d.us);
@@ -55,19 +52,19 @@ class Timer {
     deadline_hi_ = static_cast<std::uint32_t>(bits >> 32);
   }
 
-  // The due tick is not stored: the wheel recomputes it from the deadline when it files
-  // the timer. The deadline is held as two 32-bit halves, so a Timer is 4-byte aligned
-  // on 32-bit targets: 28 bytes there (27 used), 48 on 64-bit ones (43 used; an owner
-  // declaring it [[no_unique_address]] can put its own small fields in the rest).
+  // 24 bytes on 32-bit targets, 40 on 64-bit ones, all used. The due tick is not
+  // stored: the wheel recomputes it from the deadline when it files the timer. The
+  // deadline is held as two 32-bit halves, so a Timer is 4-byte aligned on 32-bit
+  // targets. Nor is the timer's place: the wheel finds the slot a timer heads from the
+  // address its back link points at (see TimerWheel::unlink).
   Timer* next_ = nullptr;
-  Timer** pprev_ = nullptr;  // the pointer that points at this node
+  // The address of the pointer that points at this node (a list head or the previous
+  // node's next_), with kPooled in bit 0; 0 while not armed.
+  std::uintptr_t prev_link_ = 0;
   std::uint32_t deadline_lo_ = 0;
   std::uint32_t deadline_hi_ = 0;
   Callback callback_ = nullptr;
   void* context_ = nullptr;
-  std::uint8_t where_ = kIdle;  // level 0..5, or one of the k* lists above
-  std::uint8_t slot_ = 0;
-  bool pooled_ = false;         // armed with arm_pooled(): retired through the hook
 };
 
 class TimerWheel {
@@ -102,7 +99,7 @@ class TimerWheel {
   }
   void arm_pooled(Timer& t, Instant deadline) {
     arm(t, deadline);
-    t.pooled_ = true;
+    t.prev_link_ |= Timer::kPooled;
   }
 
   // Disarms `t`; returns false if it was not armed. O(1). Safe from any callback,
@@ -128,7 +125,7 @@ class TimerWheel {
 
  private:
   void place(Timer& t, std::uint64_t due);
-  void link(Timer*& head, Timer& t, std::uint8_t where, std::uint8_t slot);
+  void link(Timer*& head, Timer& t);
   void unlink(Timer& t);
   void cascade_at(std::uint64_t tick);
   bool next_event_after(std::uint64_t tick, std::uint64_t* event) const;
