@@ -1,6 +1,7 @@
-// TimerWheel: hierarchical timing wheel (6 levels x 64 slots, a 64-bit occupancy bitmap
-// per level) with intrusive Timer nodes, so arming never allocates. arm() and cancel()
-// are O(1); next_expiry() reads the bitmaps; advance(now) fires due timers in order.
+// TimerWheel: hierarchical timing wheel (64 slots a level and a 64-bit occupancy bitmap
+// per level; 6 levels on Linux, 5 on Cortex-M) with intrusive Timer nodes, so arming
+// never allocates. arm() and cancel() are O(1); next_expiry() reads the bitmaps;
+// advance(now) fires due timers in order.
 //
 //   struct Request { tern::Timer deadline{&on_deadline, this}; ... };
 //   wheel.arm(req.deadline, now + tern::ms(500));
@@ -8,13 +9,15 @@
 //
 // Resolution is one tick (default 1 ms): a timer fires at the first tick boundary at or
 // after its deadline, never early. Timers due on the same tick fire in arming order.
-// Deadlines beyond the wheel's 2^36-tick span wait in an overflow list and still fire
-// exactly. See examples/agents_bus for the wheel under a Reactor.
+// Deadlines beyond the wheel's span (2^36 ticks on Linux, 2^30 on Cortex-M) wait in an
+// overflow list and still fire exactly. See examples/agents_bus for the wheel under a
+// Reactor.
 #pragma once
 
 #include <cstdint>
 
 #include "tern/core/time.hpp"
+#include "tern/detail/port_state.hpp"
 
 namespace tern {
 
@@ -69,10 +72,10 @@ class Timer {
 
 class TimerWheel {
  public:
-  static constexpr int kLevels = 6;
+  static constexpr int kLevels = detail::kPortWheelLevels;
   static constexpr int kSlotBits = 6;
   static constexpr int kSlots = 1 << kSlotBits;
-  static constexpr int kSpanBits = kLevels * kSlotBits;  // 36: 2^36 ticks
+  static constexpr int kSpanBits = kLevels * kSlotBits;  // 2^kSpanBits ticks
 
   // `start` is the wheel's notion of now; `tick` its resolution (>= 1 us).
   explicit TimerWheel(Instant start = Instant(0), Duration tick = ms(1));

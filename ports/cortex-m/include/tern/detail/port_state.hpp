@@ -21,9 +21,12 @@ constexpr unsigned kPortCallInboxCapacity = 8;
 // What a callback one of tern's tables holds may capture (Reactor timers, posted and
 // watch calls, ReplyCallback, AgentTimerCallback): one pointer (a `this`, or one
 // variable by reference), pointer-aligned. A reactor timer holds it in its own context
-// word (32 bytes an entry); the others are 12-byte InplaceFunctions.
+// word (28 bytes an entry); the others are 12-byte InplaceFunctions.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
+// Levels of the timer wheel: 2^30 ticks (12.4 days at the 1 ms SysTick) before a
+// deadline waits on the overflow list (and still fires exactly); a level is 264 bytes.
+constexpr int kPortWheelLevels = 5;
 
 struct PortState {
   // Set by port::wake() (from an ISR or from the loop itself), cleared by

@@ -20,6 +20,9 @@ inline constexpr unsigned kPortCallInboxCapacity = 32;
 // watch calls, ReplyCallback, AgentTimerCallback).
 inline constexpr unsigned kPortCallbackCaptureBytes = 4 * sizeof(void*);
 inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
+// Levels of the timer wheel: 2^36 ticks (2.2 years at 1 ms, 19 hours at 1 us) before a
+// deadline waits on the overflow list.
+inline constexpr int kPortWheelLevels = 6;
 
 struct PortWatch {
   struct PortState* state = nullptr;
