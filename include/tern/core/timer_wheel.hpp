@@ -142,7 +142,7 @@ class TimerWheel {
   std::uint64_t occupied_[kLevels] = {};
   Timer* slots_[kLevels][kSlots] = {};
   Timer* ready_ = nullptr;     // armed for a tick already processed
-  Timer* overflow_ = nullptr;  // beyond 2^36 ticks from current_
+  Timer* overflow_ = nullptr;  // beyond 2^kSpanBits ticks from current_
   Timer* firing_ = nullptr;    // detached batch being fired
   bool cache_valid_ = false;
   std::uint64_t cached_next_ = 0;
