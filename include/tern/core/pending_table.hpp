@@ -181,7 +181,7 @@ class PendingTableBase {
   // a slot is active while it holds a callback, the slot index is the slot's position,
   // and a slot has an owner only while active and a next free slot only while free.
   struct Slot {
-    [[no_unique_address]] Timer timer;
+    Timer timer;
     std::uint32_t generation = detail::kFirstGeneration;
     Callback on_done;
     PendingTableBase* table = nullptr;

@@ -100,7 +100,7 @@ class Reactor {
   using IoCallback =
       InplaceFunction<void(unsigned events), kCallbackBytes, detail::kPortCallbackAlign>;
   // What an after()/at() callback may capture, trivially copyable: the same bound (one
-  // pointer on the Cortex-M port, where a reactor timer costs 32 bytes).
+  // pointer on the Cortex-M port, where a reactor timer costs 28 bytes).
   static constexpr std::size_t kTimerCaptureBytes = kCallbackBytes;
   // Bounds on how long a busy loop may go without polling for I/O (see run_once).
   static constexpr std::uint32_t kMaxBusyTurnsWithoutPoll = 32;

@@ -299,12 +299,12 @@ class RetrierBase {
   std::size_t capacity() const { return capacity_; }
 
   // Not API: the slot layout, public only so storage can be allocated for it. The small
-  // fields follow the Timer so that they can sit in its tail padding; the slot index is
-  // the slot's position.
+  // fields sit together after the Timer (which has no padding of its own); the slot
+  // index is the slot's position.
   enum class Phase : std::uint8_t { idle, attempting, waiting, delivering };
   struct Slot {
     // attempting: the try's timeout; waiting: the next try; delivering: now.
-    [[no_unique_address]] Timer timer;
+    Timer timer;
     Phase phase = Phase::idle;
     bool active = false;
     bool starting = false;
