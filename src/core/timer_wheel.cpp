@@ -46,15 +46,17 @@ bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
   return deadline <= 0 || static_cast<std::uint64_t>(deadline) <= tick * tick_us_;
 }
 
-// Links `t` at the front of `head`'s list; t keeps its kPooled bit.
+// Points t's back link at `at`; t keeps its kPooled bit.
+void TimerWheel::point_back(Timer& t, Timer** at) {
+  t.prev_link_ = reinterpret_cast<std::uintptr_t>(at) | (t.prev_link_ & Timer::kPooled);
+}
+
+// Links `t` at the front of `head`'s list.
 void TimerWheel::link(Timer*& head, Timer& t) {
   t.next_ = head;
-  if (head) {
-    head->prev_link_ =
-        reinterpret_cast<std::uintptr_t>(&t.next_) | (head->prev_link_ & Timer::kPooled);
-  }
+  if (head) point_back(*head, &t.next_);
   head = &t;
-  t.prev_link_ = reinterpret_cast<std::uintptr_t>(&head) | (t.prev_link_ & Timer::kPooled);
+  point_back(t, &head);
 }
 
 // A timer does not record where it is filed. When unlinking it empties a list, its back
@@ -63,8 +65,7 @@ void TimerWheel::unlink(Timer& t) {
   Timer** const pprev = reinterpret_cast<Timer**>(t.prev_link_ & ~Timer::kPooled);
   *pprev = t.next_;
   if (t.next_) {
-    t.next_->prev_link_ =
-        reinterpret_cast<std::uintptr_t>(pprev) | (t.next_->prev_link_ & Timer::kPooled);
+    point_back(*t.next_, pprev);
   } else if (*pprev == nullptr) {
     const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(pprev) -
                               reinterpret_cast<std::uintptr_t>(&slots_[0][0]);

@@ -128,6 +128,7 @@ class TimerWheel {
 
  private:
   void place(Timer& t, std::uint64_t due);
+  static void point_back(Timer& t, Timer** at);
   void link(Timer*& head, Timer& t);
   void unlink(Timer& t);
   void cascade_at(std::uint64_t tick);
