@@ -566,10 +566,7 @@ void Runtime::on_agent_timer(void* context) {
   Runtime& rt = *e.runtime;
   AgentTimerCallback cb = std::move(e.cb);
   const AgentId owner = e.owner;
-  ++e.generation;
-  e.next_free = rt.free_timer_;
-  rt.free_timer_ = static_cast<std::uint32_t>(&e - rt.timers_.get());
-  --rt.timers_in_use_;
+  rt.free_agent_timer(static_cast<std::uint32_t>(&e - rt.timers_.get()));
   AgentSlot* s = rt.slot(owner);
   if (!s) return;
   s->in_handler = true;
@@ -587,7 +584,8 @@ bool Runtime::cancel_timer(AgentTimerId id) {
   return true;
 }
 
-// Disarms entry `index` (its callback already taken or dropped) and frees it.
+// Disarms entry `index` if it is still armed (its callback already taken or dropped)
+// and frees it.
 void Runtime::free_agent_timer(std::uint32_t index) {
   TimerEntry& e = timers_[index];
   reactor_.wheel().cancel(e.timer);
