@@ -113,62 +113,97 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
 
 // msg.correlation is the request's id (Reply::answer set it). The answer waits in its
 // request's slot until the next dispatch pass, so completions run from the loop, never
-// inside the responder's handler.
+// inside the responder's handler. From here the request no longer times out: its answer
+// came in time. Late if the request already has its answer (a second Reply to it:
+// reply_to() makes one more).
 Errc Runtime::answer(Message msg) {
-  RequestSlot& r = requests_[msg.correlation.slot()];
-  // A second Reply to the same request (reply_to() makes one more): the first answer
-  // stands, this one is late.
-  if (r.holds_answer_to(msg.correlation)) return Errc::late;
-  if (r.answered) {
-    // The slot's previous request ended (timeout, cancel) with its answer still waiting:
-    // that answer is late. Settle it now and let this one take its place in the queue.
-    Message stale = static_cast<Message&&>(r.answer);
-    r.answer = static_cast<Message&&>(msg);
-    settle(static_cast<Message&&>(stale));
+  const RequestId id = msg.correlation;
+  void* bytes = pending_.hold(id);
+  if (!bytes) return Errc::late;
+  const auto bits = static_cast<std::uint64_t>(msg.value);
+  const auto i = static_cast<NodeIndex>(id.slot());
+  new (bytes) WaitingAnswer{.value_lo = static_cast<std::uint32_t>(bits),
+                            .value_hi = static_cast<std::uint32_t>(bits >> 32),
+                            .payload = static_cast<Payload&&>(msg.payload),
+                            .type = msg.type,
+                            .sender = msg.sender,
+                            .prev = answers_tail_,
+                            .next = kNil,
+                            .status = msg.status};
+  if (answers_tail_ == kNil) {
+    answers_head_ = i;
   } else {
-    r.answer = static_cast<Message&&>(msg);
-    r.answered = true;
-    r.next = kNil;
-    const auto i = static_cast<NodeIndex>(&r - requests_.get());
-    if (answers_tail_ == kNil) {
-      answers_head_ = i;
-    } else {
-      requests_[answers_tail_].next = i;
-    }
-    answers_tail_ = i;
+    waiting(answers_tail_).next = i;
   }
+  answers_tail_ = i;
+  ++answers_waiting_;
   schedule();
   return Errc::ok;
 }
 
-// Ends the request `answer` names (its callback runs now), or counts the answer late.
-void Runtime::settle(Message&& answer) {
-  const RequestId id = answer.correlation;
-  const Errc e = answer.kind == MessageKind::reply ? pending_.complete(id, static_cast<Message&&>(answer))
-                                                   : pending_.fail(id, answer.status);
-  // Every id an answer carries was issued here, so not_found too means an ended request:
-  // one whose slot's 32-bit generation has wrapped since (2^32 requests later).
-  if (e == Errc::late || e == Errc::not_found) ++stats_.replies_late;
+void Runtime::unlink_answer(WaitingAnswer& a) {
+  if (a.prev == kNil) {
+    answers_head_ = a.next;
+  } else {
+    waiting(a.prev).next = a.next;
+  }
+  if (a.next == kNil) {
+    answers_tail_ = a.prev;
+  } else {
+    waiting(a.next).prev = a.prev;
+  }
+  --answers_waiting_;
 }
 
-// Takes the oldest waiting answer (slot `i`, the head) out of the queue.
-Message Runtime::take_answer(NodeIndex i) {
-  RequestSlot& r = requests_[i];
-  answers_head_ = r.next;
-  if (answers_head_ == kNil) answers_tail_ = kNil;
-  r.next = kNil;
-  r.answered = false;
-  return static_cast<Message&&>(r.answer);  // moved from: holds no payload any more
+// The pending table's release hook: request `slot` ended (cancelled: its requester
+// stopped, or shutdown) while its answer waited. The answer is dropped, counted late.
+void Runtime::drop_answer(void* runtime, std::uint32_t slot, void* bytes) {
+  Runtime& rt = *static_cast<Runtime*>(runtime);
+  auto& a = *static_cast<WaitingAnswer*>(bytes);
+  (void)slot;
+  rt.unlink_answer(a);
+  a.~WaitingAnswer();  // gives its payload back
+  ++rt.stats_.replies_late;
 }
 
-// Empties the answer queue. `deliver` (shutdown): each answer is settled as a dispatch
-// pass would — a request still pending ends with it (the answer exists, so that is its
-// one outcome), one that already ended counts it late. Otherwise (the destructor, after
-// shutdown) they are dropped.
+// Takes request `id`'s waiting answer out of the queue, as the message the requester
+// gets (its receiver is set by run_reply, which knows the requester).
+Message Runtime::take_answer(RequestId id) {
+  auto& a = *static_cast<WaitingAnswer*>(pending_.held(id));
+  unlink_answer(a);
+  Message m;
+  m.value = static_cast<std::int64_t>(std::uint64_t{a.value_hi} << 32 | a.value_lo);
+  m.correlation = id;
+  m.payload = static_cast<Payload&&>(a.payload);
+  m.type = a.type;
+  m.sender = a.sender;
+  m.kind = a.status == Errc::ok ? MessageKind::reply : MessageKind::error;
+  m.status = a.status;
+  a.~WaitingAnswer();
+  pending_.unhold(id);
+  return m;
+}
+
+// Ends request `id` with its answer (its callback runs now).
+void Runtime::settle(RequestId id, Message&& answer) {
+  if (answer.kind == MessageKind::reply) {
+    (void)pending_.complete(id, static_cast<Message&&>(answer));
+  } else {
+    (void)pending_.fail(id, answer.status);
+  }
+}
+
+// Empties the answer queue. `deliver` (shutdown): each answer ends its request as a
+// dispatch pass would. Otherwise (the destructor, after shutdown) they are dropped.
 void Runtime::drop_answers(bool deliver) {
   while (answers_head_ != kNil) {
-    Message answer = take_answer(answers_head_);
-    if (deliver) settle(static_cast<Message&&>(answer));
+    const RequestId id = pending_.id_at(answers_head_);
+    Message answer = take_answer(id);
+    if (deliver) {
+      settle(id, static_cast<Message&&>(answer));
+    } else {
+      (void)pending_.cancel(id);
+    }
   }
 }
 
@@ -219,7 +254,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       nodes_(allocate_array<Node>(config.max_messages, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
-      requests_(allocate_array<RequestSlot>(config.max_pending, config.arena)),
+      targets_(allocate_array<AgentId>(config.max_pending, config.arena)),
       timers_(allocate_array<TimerEntry>(config.max_timers, config.arena)),
       topics_(allocate_array<Topic>(config.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
@@ -231,7 +266,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
   }
   free_node_ = config_.max_messages ? 0 : kNil;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
-  pending_.set_runner(&Runtime::run_reply, this);
+  pending_.set_runner(&Runtime::run_reply, this, &Runtime::drop_answer);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
     timers_[i].runtime = this;
     timers_[i].next_free = static_cast<std::uint32_t>(i + 1);
@@ -513,7 +548,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   Result<RequestId> id =
       pending_.start(reactor_.now() + options.timeout, std::move(on_reply), requester);
   if (!id) return id.error();
-  requests_[id->slot()].target = to;
+  targets_[id->slot()] = to;
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
@@ -530,8 +565,10 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
 void Runtime::run_reply(void* runtime, const void* requester, ReplyCallback& cb,
                         Result<Message>&& r) {
   Runtime& rt = *static_cast<Runtime*>(runtime);
+  const auto* from = static_cast<const AgentSlot*>(requester);
+  if (r.ok()) r->receiver = from ? static_cast<AgentId>(from - rt.agents_.get()) : kNoAgent;
   if (requester) {
-    AgentCounters& c = const_cast<AgentSlot*>(static_cast<const AgentSlot*>(requester))->counters;
+    AgentCounters& c = const_cast<AgentSlot*>(from)->counters;
     if (r.ok()) {
       ++c.requests_ok;
     } else if (r.error() == Errc::timeout) {
@@ -642,15 +679,13 @@ void Runtime::dispatch() {
 
 bool Runtime::dispatch_pass() {
   // Replies first: they end requests, which frees table slots for new work.
-  // Up to the answer that was last when the pass began: answers given during these
-  // callbacks wait for the next pass. They stay in the queue until taken, so a shutdown
-  // from a callback still finds them.
-  const NodeIndex last = answers_tail_;
-  while (answers_head_ != kNil) {
-    const NodeIndex i = answers_head_;
-    Message answer = take_answer(i);
-    settle(static_cast<Message&&>(answer));
-    if (i == last) break;
+  // As many as were waiting when the pass began: answers given during these callbacks
+  // wait for the next pass. They stay in the queue until taken, so a shutdown from a
+  // callback still finds them.
+  for (std::size_t n = answers_waiting_; n > 0 && answers_head_ != kNil; --n) {
+    const RequestId id = pending_.id_at(answers_head_);
+    Message answer = take_answer(id);
+    settle(id, static_cast<Message&&>(answer));
   }
   for (std::size_t k = 0; k < agent_count_; ++k) {
     auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
@@ -746,8 +781,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   // Requests others made to it: their answers can no longer come (unless one already
   // has: it waits for the next dispatch pass and ends the request there).
   pending_.for_each_pending([&](RequestId rid, const void*) {
-    const RequestSlot& r = requests_[rid.slot()];
-    if (r.target == id && !r.holds_answer_to(rid)) (void)pending_.cancel(rid);
+    if (targets_[rid.slot()] == id && !pending_.held(rid)) (void)pending_.cancel(rid);
   });
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {

@@ -339,6 +339,98 @@ TEST(Runtime, AnswerWaitingForAnEndedRequestIsLateAndTheSlotsNextRequestIsAnswer
   EXPECT_EQ(f.rt.messages_in_use(), 0u);
 }
 
+// An answer given before the deadline ends the request with it, even when the deadline
+// passes before the requester's next dispatch pass: the answer came in time. Everything
+// a reply carries arrives: a full 64-bit value, the type, the payload, and what the
+// runtime stamps (sender, receiver, correlation, kind).
+TEST(Runtime, AnAnswerGivenBeforeTheDeadlineWinsEvenIfTheDeadlinePassesBeforeDispatch) {
+  Fixture f;
+  struct Keeper : tern::Agent {
+    Reply kept;
+    Runtime* rt = nullptr;
+    Errc answered = Errc::not_found;
+    void on_request(Context&, Message&, Reply reply) override { kept = std::move(reply); }
+    void answer() {
+      Message m = value(-(std::int64_t{1} << 40) - 3);
+      m.type = 77;
+      m.payload = std::move(rt->payloads().copy_of("abc", 3).value());
+      answered = kept.ok(std::move(m));
+    }
+  } keeper;
+  Recorder asker;
+  auto x = f.rt.spawn(asker, {.name = "asker"});
+  auto y = f.rt.spawn(keeper, {.name = "keeper"});
+  ASSERT_TRUE(x.ok() && y.ok());
+  keeper.rt = &f.rt;
+  // Armed before the request's deadline for the same tick, so it fires first.
+  ASSERT_TRUE(f.reactor.after(tern::ms(100), [k = &keeper] { k->answer(); }).ok());
+  struct Got {
+    int calls = 0;
+    Errc err = Errc::ok;
+    Message m;
+  } got;
+  auto rid = f.rt.request_from(*x, *y, value(1), {.timeout = tern::ms(100)},
+                               [g = &got](Result<Message> r) {
+                                 ++g->calls;
+                                 if (r.ok()) {
+                                   g->m = std::move(*r);
+                                 } else {
+                                   g->err = r.error();
+                                 }
+                               });
+  ASSERT_TRUE(rid.ok());
+  f.run();
+  EXPECT_EQ(got.calls, 0);
+  f.advance(tern::ms(100));
+  EXPECT_EQ(keeper.answered, Errc::ok);
+  ASSERT_EQ(got.calls, 1);
+  EXPECT_EQ(got.err, Errc::ok);
+  EXPECT_EQ(got.m.value, -(std::int64_t{1} << 40) - 3);
+  EXPECT_EQ(got.m.type, 77u);
+  EXPECT_EQ(got.m.payload.view(), "abc");
+  EXPECT_EQ(got.m.sender, *y);
+  EXPECT_EQ(got.m.receiver, *x);
+  EXPECT_EQ(got.m.correlation, *rid);
+  EXPECT_EQ(got.m.kind, tern::MessageKind::reply);
+  EXPECT_EQ(f.rt.pending_stats().timed_out, 0u);
+  EXPECT_EQ(f.rt.stats().replies_late, 0u);
+  EXPECT_EQ(f.rt.counters(*x)->requests_ok, 1u);
+  got.m = Message{};
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+}
+
+// A requester that stops while its answer waits gets Errc::cancelled; the answer is
+// late, and its payload goes back to the pool.
+TEST(Runtime, AnAnswerDroppedBecauseItsRequesterStoppedGivesItsPayloadBack) {
+  Fixture f;
+  struct Answerer : tern::Agent {
+    Runtime* rt = nullptr;
+    AgentId asker = tern::kNoAgent;
+    void on_request(Context&, Message&, Reply reply) override {
+      Message m = value(5);
+      m.payload = std::move(rt->payloads().copy_of("payload", 7).value());
+      (void)reply.ok(std::move(m));
+      (void)rt->stop(asker);  // while the answer waits for the next dispatch pass
+    }
+  } answerer;
+  Recorder asker;
+  auto x = f.rt.spawn(asker, {.name = "asker"});
+  auto y = f.rt.spawn(answerer, {.name = "answerer"});
+  ASSERT_TRUE(x.ok() && y.ok());
+  answerer.rt = &f.rt;
+  answerer.asker = *x;
+  Outcome o;
+  ASSERT_TRUE(f.rt.request_from(*x, *y, value(1), {.timeout = tern::seconds(1)}, record(&o)).ok());
+  f.run();
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.err, Errc::cancelled);
+  EXPECT_EQ(f.rt.stats().replies_late, 1u);
+  EXPECT_EQ(f.rt.pending_stats().late, 1u);
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+}
+
 // reply_to() gives a handler a second Reply to the same request: the first answer
 // stands and ends the request from the loop; the second is late, and nothing runs
 // the requester's callback inside the responder's handler.

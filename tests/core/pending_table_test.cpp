@@ -320,3 +320,71 @@ TEST(PendingTable, ARunnerSeesEveryOutcomeWithItsOwnerAndCallsTheCallback) {
   EXPECT_EQ(table.in_use(), 0u);
   EXPECT_TRUE(wheel.empty());
 }
+
+// hold() (not API: where the runtime keeps an answer until the requester's next
+// dispatch) stops the deadline and lends the timer's bytes; a request that ends while
+// they are lent hands them to the release hook first and counts its held outcome late.
+TEST(PendingTable, AHeldRequestNoLongerTimesOutAndAnEndingWhileHeldReleasesItsBytes) {
+  TimerWheel wheel;
+  using Table = PendingTable<int, 4>;
+  Table table(wheel);
+  struct Released {
+    int calls = 0;
+    std::uint32_t slot = 99;
+    int kept = 0;
+    int callbacks_before = -1;
+    const Outcome* watched = nullptr;
+  } released;
+  auto run = [](void*, Table::Owner, Table::Callback& cb, Result<int>&& r) { cb(std::move(r)); };
+  Outcome a, b, c;
+  released.watched = &b;
+  auto ia = table.start(Instant(5000), recorder(&a));
+  ASSERT_TRUE(ia.ok());
+  EXPECT_EQ(table.hold(*ia), nullptr);  // no release hook: nothing is lent
+  table.set_runner(run, &released, [](void* context, std::uint32_t slot, void* bytes) {
+    auto& r = *static_cast<Released*>(context);
+    ++r.calls;
+    r.slot = slot;
+    r.kept = *static_cast<int*>(bytes);
+    r.callbacks_before = r.watched->calls;  // the hook runs before the callback
+  });
+  void* held = table.hold(*ia);
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(table.held(*ia), held);
+  EXPECT_EQ(table.hold(*ia), nullptr);  // lent already
+  *static_cast<int*>(held) = 41;
+  EXPECT_EQ(table.deadline(*ia).value(), Instant::never());
+  wheel.advance(Instant(10000));  // past the deadline: the request is still pending
+  EXPECT_EQ(a.calls, 0);
+  EXPECT_TRUE(table.pending(*ia));
+  table.unhold(*ia);  // given back: still pending, still with no deadline
+  EXPECT_EQ(table.held(*ia), nullptr);
+  EXPECT_EQ(released.calls, 0);
+  EXPECT_EQ(table.complete(*ia, 42), Errc::ok);
+  EXPECT_EQ(a.calls, 1);
+  EXPECT_EQ(a.value, 42);
+
+  auto ib = table.start(Instant(20000), recorder(&b));
+  auto ic = table.start(Instant(20000), recorder(&c));
+  ASSERT_TRUE(ib.ok() && ic.ok());
+  *static_cast<int*>(table.hold(*ib)) = 7;
+  EXPECT_EQ(table.cancel(*ib), Errc::ok);
+  EXPECT_EQ(released.calls, 1);
+  EXPECT_EQ(released.slot, ib->slot());
+  EXPECT_EQ(released.kept, 7);
+  EXPECT_EQ(released.callbacks_before, 0);
+  EXPECT_EQ(b.err, Errc::cancelled);
+  EXPECT_EQ(table.stats().late, 1u);  // the outcome it held
+  EXPECT_EQ(table.held(*ib), nullptr);
+  // The slot's timer works again for its next request.
+  auto id = table.start(Instant(30000), recorder(&b));
+  ASSERT_TRUE(id.ok());
+  EXPECT_EQ(id->slot(), ib->slot());
+  wheel.advance(Instant(30000));
+  EXPECT_EQ(b.calls, 2);
+  EXPECT_EQ(b.err, Errc::timeout);
+  EXPECT_EQ(c.err, Errc::timeout);
+  EXPECT_EQ(table.hold(*ic), nullptr);  // ended
+  EXPECT_EQ(table.in_use(), 0u);
+  EXPECT_TRUE(wheel.empty());
+}

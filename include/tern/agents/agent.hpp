@@ -42,6 +42,10 @@ class Reply {
   // answered first: the answer is dropped and counted;
   // closed if this Reply has already answered or is empty. (A Reply destroyed unsent
   // after its request ended answers nothing and counts nothing.)
+  // An answer accepted here ends the request with it at the requester's next dispatch
+  // pass, even if the deadline passes before that: it came in time. The requester gets
+  // msg's value, payload and type, with sender, receiver, correlation and kind set by
+  // the runtime; a reply's topic and priority are not kept.
   Errc ok(Message msg = Message{});
   // Answers with error `e` (not ok). Same returns as ok(); invalid_argument for Errc::ok.
   Errc fail(Errc e);

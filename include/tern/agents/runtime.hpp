@@ -172,6 +172,11 @@ class Runtime {
   friend class Reply;
   using NodeIndex = std::uint16_t;
   static constexpr NodeIndex kNil = 0xFFFF;
+  // A slot holds the requester's callback itself; the runtime's bookkeeping around it
+  // runs in run_reply, the table's runner.
+  using Pending = PendingTableBase<Message, detail::kPortCallbackCaptureBytes,
+                                   detail::kPortCallbackAlign>;
+  static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
 
   struct Node {
     [[no_unique_address]] Message msg;  // next fits in its tail padding
@@ -228,26 +233,37 @@ class Runtime {
     AgentId agent = kNoAgent;
     bool used = false;
   };
-  // One per pending-table slot: whom the request in that slot went to, and its answer
-  // while the answer waits for the next dispatch pass. Waiting answers form a FIFO linked
-  // through `next`. One answer per slot is enough: a live request is answered once (a
-  // second Reply's answer is late), and an answer still waiting from an earlier request
-  // in the slot is late by then.
-  struct RequestSlot {
-    [[no_unique_address]] Message answer;  // the rest fit in its tail padding on 32-bit
-    bool answered = false;
-    NodeIndex next = kNil;
-    AgentId target = kNoAgent;  // (the requester is the pending table's owner)
-    bool holds_answer_to(RequestId id) const { return answered && answer.correlation == id; }
+  // A request's answer, from the Reply until the requester's next dispatch pass, kept
+  // in the bytes of the request's deadline timer (Pending::hold(): the answer is in, so
+  // the deadline no longer counts). What a reply carries besides what the runtime
+  // stamps (sender, receiver, correlation, kind): value, payload, type, status. Waiting
+  // answers form a FIFO linked both ways by pending-slot index, so a request that ends
+  // while its answer waits (cancelled) unlinks it in O(1).
+  struct WaitingAnswer {
+    std::uint32_t value_lo;  // Message::value in halves: 4-aligned on 32-bit targets
+    std::uint32_t value_hi;
+    Payload payload;
+    std::uint32_t type;
+    AgentId sender;
+    NodeIndex prev;
+    NodeIndex next;
+    Errc status;
   };
+  static_assert(sizeof(WaitingAnswer) <= Pending::kHeldBytes &&
+                alignof(WaitingAnswer) <= alignof(void*));
 
   Result<AgentTimerId> after(AgentId owner, Duration delay, AgentTimerCallback cb);
   bool cancel_timer(AgentTimerId id);
   void free_agent_timer(std::uint32_t index);
   static void on_agent_timer(void* context);
   Errc answer(Message msg);
-  void settle(Message&& answer);
-  Message take_answer(NodeIndex i);
+  void settle(RequestId id, Message&& answer);
+  Message take_answer(RequestId id);
+  void unlink_answer(WaitingAnswer& a);
+  WaitingAnswer& waiting(NodeIndex i) {
+    return *static_cast<WaitingAnswer*>(pending_.held(pending_.id_at(i)));
+  }
+  static void drop_answer(void* runtime, std::uint32_t slot, void* bytes);
   void drop_answers(bool deliver);
 
   AgentSlot* slot(AgentId a);
@@ -301,18 +317,14 @@ class Runtime {
   NodeIndex free_node_ = kNil;
   std::size_t nodes_in_use_ = 0;
   std::size_t nodes_reserved_ = 0;
-  // A slot holds the requester's callback itself; the runtime's bookkeeping around it
-  // runs in run_reply, the table's runner.
-  using Pending = PendingTableBase<Message, detail::kPortCallbackCaptureBytes,
-                                   detail::kPortCallbackAlign>;
-  static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
   static void run_reply(void* runtime, const void* requester, ReplyCallback& cb,
                         Result<Message>&& r);
   detail::StartupArray<Pending::Slot> pending_slots_;  // outlives pending_
   Pending pending_;
-  detail::StartupArray<RequestSlot> requests_;  // indexed like the pending table's slots
-  NodeIndex answers_head_ = kNil;            // answers waiting, oldest first
+  detail::StartupArray<AgentId> targets_;  // whom each pending-table slot's request went to
+  NodeIndex answers_head_ = kNil;          // answers waiting, oldest first
   NodeIndex answers_tail_ = kNil;
+  std::size_t answers_waiting_ = 0;
   detail::StartupArray<TimerEntry> timers_;
   std::uint32_t free_timer_ = 0;
   std::size_t timers_in_use_ = 0;
@@ -339,7 +351,7 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(sized(config).max_agents));
   used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
-  used = detail::StartupArray<RequestSlot>::arena_step(used, at_least_one(config.max_pending));
+  used = detail::StartupArray<AgentId>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
   used = detail::StartupArray<Topic>::arena_step(used, at_least_one(config.max_topics));
   used = detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <utility>
 
 #include "tern/core/errc.hpp"
@@ -67,7 +68,7 @@ class PendingTableBase {
     if (capacity == 0 || capacity >= 0x7FFFFFFF) panic("PendingTable capacity out of range");
     const std::size_t N = capacity_;
     for (std::size_t i = 0; i < N; ++i) {
-      slots_[i].table = this;
+      slots_[i].table_ = reinterpret_cast<std::uintptr_t>(this);
       slots_[i].next_free = static_cast<std::uint32_t>(i + 1);
       slots_[i].timer.set_callback(&PendingTableBase::on_deadline, &slots_[i]);
     }
@@ -146,7 +147,7 @@ class PendingTableBase {
   Result<Instant> deadline(RequestId id) const {
     const Slot* s = lookup(id);
     if (!s) return Errc::not_found;
-    return s->timer.armed() ? s->timer.deadline() : Instant::never();
+    return !s->held() && s->timer.armed() ? s->timer.deadline() : Instant::never();
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }
@@ -154,12 +155,50 @@ class PendingTableBase {
   // Not API (the Runtime's request table): when set, every outcome goes to `runner`
   // with the request's owner and its on_done, which the runner must call, instead of to
   // on_done directly. So an owner's per-request bookkeeping takes one word per table,
-  // not room in every slot's callback.
+  // not room in every slot's callback. `release` is for hold(): see there.
   using Runner = void (*)(void* context, Owner owner, Callback& on_done, Result<T>&& outcome);
-  void set_runner(Runner runner, void* context) {
+  using Release = void (*)(void* context, std::uint32_t slot, void* bytes);
+  void set_runner(Runner runner, void* context, Release release = nullptr) {
     runner_ = runner;
     runner_context_ = context;
+    release_ = release;
   }
+
+  // Not API (the Runtime's request table, where a request's answer waits for the
+  // requester's next dispatch): lends the storage of pending request `id`'s deadline
+  // timer, kHeldBytes bytes aligned like a pointer, to the caller and stops the
+  // deadline: the outcome is on its way, so the request no longer times out. It still
+  // ends by complete(), fail() or cancel(). The caller gives the bytes back with
+  // unhold(); if the request ends while they are lent, the outcome they held counts as
+  // late and the release hook gets them (and the slot's index) first, before anything
+  // else of the ending runs, and must destroy what it put there without calling into
+  // this table.
+  // Null if `id` is not pending or its storage is already lent.
+  static constexpr std::size_t kHeldBytes = sizeof(Timer);
+  void* hold(RequestId id) {
+    Slot* s = lookup(id);
+    if (!s || s->held() || !release_) return nullptr;
+    wheel_.cancel(s->timer);
+    s->timer.~Timer();
+    s->table_ |= kHeld;
+    return s->held_bytes;
+  }
+  // The bytes hold() lent for `id`, or null.
+  void* held(RequestId id) const {
+    Slot* s = lookup(id);
+    return s && s->held() ? s->held_bytes : nullptr;
+  }
+  // Takes back what hold() lent: the request stays pending, with no deadline.
+  void unhold(RequestId id) {
+    if (Slot* s = lookup(id); s && s->held()) end_hold(*s);
+  }
+  // The id of the request pending in slot `index` (which a held request's owner
+  // records), or an id that pending() denies.
+  RequestId id_at(std::uint32_t index) const {
+    if (index >= capacity_ || !slots_[index].active()) return RequestId{};
+    return RequestId::make(index, slots_[index].generation);
+  }
+
   // The id of the request whose callback this table ran last: read at the start of a
   // callback, it names the request that callback ends (to log or trace it). A callback
   // that ends another request of this table changes it. The table writes nothing after
@@ -179,21 +218,38 @@ class PendingTableBase {
 
   // Not API: the slot layout, public only so storage can be allocated for it. Packed:
   // a slot is active while it holds a callback, the slot index is the slot's position,
-  // and a slot has an owner only while active and a next free slot only while free.
+  // a slot has an owner only while active and a next free slot only while free, and
+  // its timer's bytes are lent while it is held (hold()).
   struct Slot {
-    Timer timer;
+    Slot() : timer() {}
+    ~Slot() { timer.~Timer(); }  // the table's destructor ended every hold
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    union {
+      Timer timer;                                              // unless held
+      alignas(Timer) unsigned char held_bytes[sizeof(Timer)];  // while held
+    };
     std::uint32_t generation = detail::kFirstGeneration;
     Callback on_done;
-    PendingTableBase* table = nullptr;
+    std::uintptr_t table_ = 0;  // the PendingTableBase, | kHeld while held
     union {
       Owner owner = nullptr;    // while active
       std::uint32_t next_free;  // while free
     };
     bool active() const { return static_cast<bool>(on_done); }
+    bool held() const { return (table_ & kHeld) != 0; }
+    PendingTableBase& table() const { return *reinterpret_cast<PendingTableBase*>(table_ & ~kHeld); }
   };
 
  private:
+  static constexpr std::uintptr_t kHeld = 1;
+
   std::uint32_t index_of(const Slot& s) const { return static_cast<std::uint32_t>(&s - slots_); }
+
+  void end_hold(Slot& s) {
+    new (&s.timer) Timer(&PendingTableBase::on_deadline, &s);
+    s.table_ &= ~kHeld;
+  }
 
   Slot* lookup(RequestId id) const {
     std::uint32_t i = id.slot();
@@ -217,7 +273,13 @@ class PendingTableBase {
   // Retires the slot before running user code, so the callback may start, complete or
   // cancel anything (this id now reads as late) and may reuse the slot.
   void finish(Slot& s, Result<T> outcome) {
-    wheel_.cancel(s.timer);
+    if (s.held()) {  // ended another way while its outcome waited: that one is late
+      ++stats_.late;
+      release_(runner_context_, index_of(s), s.held_bytes);
+      end_hold(s);
+    } else {
+      wheel_.cancel(s.timer);
+    }
     const RequestId id = RequestId::make(index_of(s), s.generation);
     Callback cb = std::move(s.on_done);  // leaves the slot inactive
     const Owner owner = s.owner;
@@ -237,7 +299,7 @@ class PendingTableBase {
 
   static void on_deadline(void* context) {
     Slot& s = *static_cast<Slot*>(context);
-    PendingTableBase& table = *s.table;
+    PendingTableBase& table = s.table();
     ++table.stats_.timed_out;
     table.finish(s, Result<T>(Errc::timeout));
   }
@@ -264,6 +326,7 @@ class PendingTableBase {
   RequestId finishing_;
   Runner runner_ = nullptr;
   void* runner_context_ = nullptr;
+  Release release_ = nullptr;
 };
 
 template <typename T, std::size_t N, std::size_t CallbackBytes = 4 * sizeof(void*),
