@@ -160,38 +160,27 @@ bool is_token(std::string_view s) {
 
 // mbedTLS 2.28 matches the host name against DNS names only. For a host given as an IP
 // literal we look for a matching iPAddress entry in the certificate's subjectAltName
-// ourselves (RFC 6125 §6.2.1: IP literals match only iPAddress SANs). Fails closed: any
-// parsing trouble means "no match".
+// ourselves (RFC 6125 §6.2.1: IP literals match only iPAddress SANs). Only the list
+// mbedTLS parsed from the subjectAltName extension counts: those bytes may appear inside
+// any other extension's value, and a certificate without the extension names no address.
 bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::size_t ip_len) {
-  static const unsigned char kSanOid[] = {0x06, 0x03, 0x55, 0x1D, 0x11};  // 2.5.29.17
-  const mbedtls_x509_buf& area = crt->v3_ext.len ? crt->v3_ext : crt->raw;
-  unsigned char* begin = area.p;
-  unsigned char* end = area.p + area.len;
-  for (unsigned char* q = begin; q + sizeof kSanOid <= end; ++q) {
-    if (std::memcmp(q, kSanOid, sizeof kSanOid) != 0) continue;
-    unsigned char* c = q + sizeof kSanOid;
-    std::size_t len = 0;
-    if (c < end && *c == MBEDTLS_ASN1_BOOLEAN) {  // "critical"
-      if (mbedtls_asn1_get_tag(&c, end, &len, MBEDTLS_ASN1_BOOLEAN) != 0) return false;
-      c += len;
+  for (const mbedtls_x509_sequence* san = &crt->subject_alt_names; san; san = san->next) {
+    const mbedtls_x509_buf& name = san->buf;
+    if (name.tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && name.p && name.len == ip_len &&
+        std::memcmp(name.p, ip, ip_len) == 0) {
+      return true;
     }
-    if (mbedtls_asn1_get_tag(&c, end, &len, MBEDTLS_ASN1_OCTET_STRING) != 0) return false;
-    unsigned char* octets_end = c + len;
-    if (mbedtls_asn1_get_tag(&c, octets_end, &len, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0) {
-      return false;
-    }
-    unsigned char* names_end = c + len;
-    while (c < names_end) {
-      unsigned char tag = *c++;
-      if (mbedtls_asn1_get_len(&c, names_end, &len) != 0) return false;
-      if (tag == (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7) && len == ip_len && std::memcmp(c, ip, len) == 0) {
-        return true;
-      }
-      c += len;
-    }
-    return false;
   }
   return false;
+}
+
+// now + d, saturated: a span that would carry the deadline past Instant::never() (a
+// timeout of Duration(INT64_MAX) reads naturally as "no limit") arms it at never(), where
+// the wheel keeps it without firing, instead of overflowing into the past.
+Instant deadline_after(Instant now, Duration d) {
+  std::int64_t sum = 0;
+  if (__builtin_add_overflow(now.us, d.us, &sum)) return d.us > 0 ? Instant::never() : Instant(INT64_MIN);
+  return sum > Instant::never().us ? Instant::never() : Instant(sum);
 }
 
 // The host as an IP address (4 or 16 bytes into `out`), or 0 if it is a host name.
@@ -327,7 +316,7 @@ struct HttpClient::Impl {
     Request* req = nullptr;
     HttpResponseParser* parser = nullptr;
     bool got_response_bytes = false;
-    bool full_handshake = false;  // the verify callback ran: no session was resumed
+    bool resumed = false;  // this connection's handshake resumed a saved session
   };
 
   struct Request {
@@ -587,7 +576,7 @@ struct HttpClient::Impl {
     q->attempt = 1;
     if (config.retry) q->backoff = Backoff(*config.retry);
     Duration timeout = in.timeout > Duration::zero() ? in.timeout : config.request_timeout;
-    reactor.wheel().arm(q->deadline, reactor.now() + timeout);
+    reactor.wheel().arm(q->deadline, deadline_after(reactor.now(), timeout));
     ++stats.requests;
     ++stats.queued;
     schedule_pump();
@@ -650,7 +639,7 @@ struct HttpClient::Impl {
       return false;
     }
     Duration delay = q.backoff.next(rng);
-    if (!q.deadline.armed() || now + delay >= q.deadline.deadline()) return false;
+    if (!q.deadline.armed() || deadline_after(now, delay) >= q.deadline.deadline()) return false;
     if (p->budget && !p->budget->allow_retry()) return false;
     // Give back the slot while waiting; the try after the backoff queues again.
     leave_queue_and_connection(q);
@@ -659,7 +648,7 @@ struct HttpClient::Impl {
     ++q.attempt;
     q.retried = false;
     ++stats.retries;
-    reactor.wheel().arm(q.retry_timer, now + delay);
+    reactor.wheel().arm(q.retry_timer, deadline_after(now, delay));
     schedule_pump();
     return true;
   }
@@ -860,7 +849,7 @@ struct HttpClient::Impl {
     q.reached_origin = !fresh;
     // Cut to the request's deadline, which fires first anyway when it is sooner.
     if (config.retry && config.retry->attempt_timeout != Duration::max() && q.deadline.armed()) {
-      const Instant limit = reactor.now() + config.retry->attempt_timeout;
+      const Instant limit = deadline_after(reactor.now(), config.retry->attempt_timeout);
       if (limit < q.deadline.deadline()) reactor.wheel().arm(q.attempt_timer, limit);
     }
     if (!fresh) {
@@ -875,7 +864,7 @@ struct HttpClient::Impl {
     c.origin.assign(q.origin());
     c.served = 0;
     ++stats.open_connections;
-    c.connect_deadline = reactor.now() + config.connect_timeout;
+    c.connect_deadline = deadline_after(reactor.now(), config.connect_timeout);
     reactor.wheel().arm(c.timer, c.connect_deadline);
     c.addr_count = 0;
     c.addr_next = 0;
@@ -1093,11 +1082,11 @@ struct HttpClient::Impl {
     }
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
     mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_peer_name, &c);
-    c.full_handshake = false;
+    c.resumed = false;
     if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
     c.state = ConnState::handshaking;
-    reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
+    reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.tls_timeout));
     handshake(c);
   }
 
@@ -1107,7 +1096,6 @@ struct HttpClient::Impl {
   // mbedTLS checks host names itself.
   static int verify_peer_name(void* ctx, mbedtls_x509_crt* crt, int depth, std::uint32_t* flags) {
     Conn& c = *static_cast<Conn*>(ctx);
-    c.full_handshake = true;  // certificates are only verified in a full handshake
     if (depth != 0) return 0;
     unsigned char ip[16];
     std::size_t ip_len = ip_literal(c.origin.host, ip);
@@ -1132,8 +1120,21 @@ struct HttpClient::Impl {
     return MBEDTLS_ERR_NET_RECV_FAILED;
   }
 
+  // mbedtls_ssl_handshake() one step at a time, to see which way the ServerHello took it.
+  // mbedTLS 2.28 has no "was resumed" query, and neither the verify callback (not run
+  // without verification) nor the session id (a ticket resumption brings a fresh one)
+  // tells; but a client that resumes goes from the ServerHello straight to the server's
+  // ChangeCipherSpec, while a full handshake goes on to the server's Certificate.
   void handshake(Conn& c) {
-    int rc = mbedtls_ssl_handshake(&c.ssl);
+    int rc = 0;
+    while (c.ssl.state != MBEDTLS_SSL_HANDSHAKE_OVER) {
+      const int before = c.ssl.state;
+      rc = mbedtls_ssl_handshake_step(&c.ssl);
+      if (before == MBEDTLS_SSL_SERVER_HELLO && c.ssl.state == MBEDTLS_SSL_SERVER_CHANGE_CIPHER_SPEC) {
+        c.resumed = true;
+      }
+      if (rc != 0) break;
+    }
     if (rc == MBEDTLS_ERR_SSL_WANT_READ) {
       set_interest(c, kReadable);
       return;
@@ -1147,9 +1148,7 @@ struct HttpClient::Impl {
       return;
     }
     reactor.wheel().cancel(c.timer);
-    // mbedTLS 2.28 has no "was resumed" query, and a ticket resumption brings a fresh
-    // session id; but certificates are verified only in full handshakes.
-    if (!c.full_handshake) ++stats.tls_resumed;
+    if (c.resumed) ++stats.tls_resumed;
     save_session(c);
     c.state = ConnState::busy;
     begin_exchange(c);
@@ -1352,7 +1351,7 @@ struct HttpClient::Impl {
   void park(Conn& c) {
     c.state = ConnState::idle;
     set_interest(c, kReadable);
-    if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, reactor.now() + config.idle_timeout);
+    if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.idle_timeout));
     schedule_pump();
   }
 

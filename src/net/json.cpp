@@ -19,7 +19,15 @@ JsonPool* JsonPool::current() { return g_pool; }
 JsonPool::JsonPool(const JsonPoolConfig& config) {
   if (g_pool) panic("JsonPool: only one may exist at a time (cJSON's hooks are global)");
   std::size_t total = 0;
-  for (int i = 0; i < kClasses; ++i) total += std::size_t{config.blocks[i]} * kSizes[i];
+  for (int i = 0; i < kClasses; ++i) {
+    // A 32-bit size_t wraps at 4 GiB: a wrapped total would allocate a small area and
+    // then carve the configured (far larger) number of blocks past its end.
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(std::size_t{config.blocks[i]}, std::size_t{kSizes[i]}, &bytes) ||
+        __builtin_add_overflow(total, bytes, &total)) {
+      panic("JsonPool: the configured blocks exceed the address space");
+    }
+  }
   memory_ = static_cast<unsigned char*>(::operator new(total ? total : 1, std::align_val_t(kHeader), std::nothrow));
   if (!memory_) panic("JsonPool: out of memory at start-up");
   unsigned char* p = memory_;

@@ -149,7 +149,8 @@ class Upstream {
   }
 
   // The port of listener `name` ("good", "wrong-host", "unknown-ca",
-  // "other-ip", "plain", "good6"), or "" ("none" when ::1 could not be bound).
+  // "other-ip", "decoy-ip-san", "plain", "good6"), or "" ("none" when ::1
+  // could not be bound).
   std::string port(const std::string& name) const {
     auto it = ports_.find(name);
     return it == ports_.end() ? std::string() : it->second;
@@ -198,7 +199,7 @@ class NetEnvironment : public ::testing::Environment {
     }
     if (!main.start({"--certs", dir + "/certs", "--cert", "good", "--cert",
                      "wrong-host", "--cert", "unknown-ca", "--cert", "other-ip",
-                     "--plain", "--ipv6"})) {
+                     "--cert", "decoy-ip-san", "--plain", "--ipv6"})) {
       error = "upstream.py did not start (TERN_UPSTREAM, TERN_PYTHON)";
       return;
     }
@@ -218,7 +219,7 @@ class NetEnvironment : public ::testing::Environment {
   std::string dir;
   std::string ca_file;
   std::string hosts_file;
-  // good, wrong-host, unknown-ca, other-ip, plain (and ::1 copies)
+  // good, wrong-host, unknown-ca, other-ip, decoy-ip-san, plain (and ::1 copies)
   Upstream main;
   Upstream idle;  // good, closing keep-alive connections idle for 150 ms
 };
@@ -450,6 +451,34 @@ TEST_F(HttpClientTest, DelayWithinTheTimeoutIsAResponse) {
                               "delay=100", tern::seconds(10));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.status, 200);
+}
+
+// A timeout too long for the clock to reach (now + it would overflow) means no
+// deadline, not one in the past: for the request's own timeout and for every
+// configured one, the idle timeout of the pooled connection included.
+TEST_F(HttpClientTest, TimeoutsBeyondTheClockRangeMeanNoDeadline) {
+  const tern::Duration forever(INT64_MAX);
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/health"), forever);
+    EXPECT_EQ(o.err, Errc::ok);
+    EXPECT_EQ(o.status, 200);
+    expect_quiescent(client);
+  }
+  config_.connect_timeout = forever;
+  config_.tls_timeout = forever;
+  config_.request_timeout = forever;
+  config_.idle_timeout = forever;
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("good", "/health"));  // request_timeout applies
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  for (int i = 0; i < 5; ++i) reactor_.run_once(tern::ms(1));  // a due idle timer fires
+  o = get(client, url("good", "/health"));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(client.stats().connections_opened, 1u) << "the pooled connection was closed";
+  EXPECT_EQ(client.stats().reuses, 1u);
+  expect_quiescent(client);
 }
 
 TEST_F(HttpClientTest, ResetMidBodyIsIo) {
@@ -760,6 +789,20 @@ TEST_F(HttpClientTest, IpLiteralWithoutAMatchingIpSanIsTls) {
   }
   // The same certificate, for the name it carries:
   o = get(client, url("other-ip", "/health", "localhost"));
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  expect_quiescent(client);
+}
+
+// decoy-ip-san is signed by the trusted CA and its only SAN is
+// DNS:decoy.example, but a private extension listed before it holds the bytes of
+// a subjectAltName for IP:127.0.0.1. Only the real SAN may match the address.
+TEST_F(HttpClientTest, IpSanBytesInsideAnotherExtensionDoNotMatchAnIpLiteral) {
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, url("decoy-ip-san", "/health"));
+  EXPECT_EQ(o.err, Errc::tls);
+  // good, whose SAN does list IP:127.0.0.1, still matches that address.
+  o = get(client, url("good", "/health"));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.status, 200);
   expect_quiescent(client);
@@ -1501,6 +1544,33 @@ TEST_F(HttpClientTest, NoTlsSessionCacheMeansNoResumption) {
   }
   EXPECT_EQ(client.stats().tls_handshakes, 2u);
   EXPECT_EQ(client.stats().tls_resumed, 0u);
+}
+
+// Without verification no certificate callback runs, in full handshakes as in
+// resumed ones: resumption is still counted only when it happened.
+TEST_F(HttpClientTest, SkipVerifyCountsOnlyHandshakesThatResumed) {
+  config_.insecure_skip_verify_DANGEROUS = true;
+  config_.max_requests_per_connection = 1;  // every request on a new connection
+  config_.tls_session_cache = 0;
+  {
+    HttpClient client(reactor_, config_);
+    Outcome o = get(client, url("good", "/echo"));
+    ASSERT_EQ(o.err, Errc::ok);
+    EXPECT_NE(o.body.find("\"tls_session_reused\": false"), std::string::npos) << o.body;
+    EXPECT_EQ(client.stats().tls_handshakes, 1u);
+    EXPECT_EQ(client.stats().tls_resumed, 0u);
+  }
+  config_.tls_session_cache = 1;
+  HttpClient client(reactor_, config_);
+  Outcome first = get(client, url("good", "/echo"));
+  ASSERT_EQ(first.err, Errc::ok);
+  EXPECT_NE(first.body.find("\"tls_session_reused\": false"), std::string::npos) << first.body;
+  EXPECT_EQ(client.stats().tls_resumed, 0u);
+  Outcome second = get(client, url("good", "/echo"));
+  ASSERT_EQ(second.err, Errc::ok);
+  EXPECT_NE(second.body.find("\"tls_session_reused\": true"), std::string::npos) << second.body;
+  EXPECT_EQ(client.stats().tls_handshakes, 2u);
+  EXPECT_EQ(client.stats().tls_resumed, 1u) << "stats disagree with the server";
 }
 
 TEST_F(HttpClientTest, CloseDelimitedBodyIsDeliveredAndTheConnectionNotReused) {

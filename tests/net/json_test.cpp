@@ -79,3 +79,16 @@ TEST(Json, PrintIntoTooSmallBufferIsTooLarge) {
 }
 
 }  // namespace
+
+// 2^20 blocks of 4096 bytes are 4 GiB, which wraps a 32-bit size_t to 0: the pool must
+// stop at start-up rather than allocate the wrapped total and lay blocks past its end.
+// Built for 32-bit targets only (armhf here): a 64-bit size_t cannot wrap on any
+// JsonPoolConfig (6 x 2^32 x 4096 < 2^47).
+#if SIZE_MAX <= UINT32_MAX
+TEST(JsonDeathTest, BlocksBeyondTheAddressSpacePanic) {
+  tern::JsonPoolConfig huge;
+  for (auto& b : huge.blocks) b = 0;
+  huge.blocks[5] = std::uint32_t{1} << 20;
+  EXPECT_DEATH({ tern::JsonPool pool(huge); }, "address space");
+}
+#endif

@@ -9,8 +9,8 @@ ports, and prints them on its first stdout line:
 ("PORT <first listener>" then NAME=PORT for every listener; a NAME6 entry is the same
 listener on ::1 with --ipv6, "none" when ::1 cannot be bound.)
 
-Listeners: one per --cert NAME (good | wrong-host | unknown-ca | other-ip; the files come from
-make_certs.sh in --certs DIR), plus --plain for plain HTTP. Default: --cert good.
+Listeners: one per --cert NAME (good | wrong-host | unknown-ca | other-ip | decoy-ip-san; the
+files come from make_certs.sh in --certs DIR), plus --plain for plain HTTP. Default: --cert good.
 
 Endpoints (HTTP/1.1, keep-alive, Content-Length responses unless a fault says otherwise):
     GET  /health                  200 {"status":"ok"}
@@ -478,7 +478,8 @@ async def serve(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--certs", default=".", help="directory written by make_certs.sh")
-    p.add_argument("--cert", action="append", choices=["good", "wrong-host", "unknown-ca", "other-ip"],
+    p.add_argument("--cert", action="append", choices=["good", "wrong-host", "unknown-ca", "other-ip",
+                                                       "decoy-ip-san"],
                    help="a TLS listener with this certificate (repeatable; default good)")
     p.add_argument("--plain", action="store_true", help="also a plain HTTP listener")
     p.add_argument("--ipv6", action="store_true", help="also listen on ::1")

@@ -54,6 +54,8 @@ struct HttpClientConfig {
   // Requests waiting beyond those that can start now (full: Errc::full). What can start
   // is max_in_flight, or max_connections when fewer; a per-origin limit is not counted.
   std::size_t queue_length = 32;
+  // Timeouts so long that now + timeout would pass Instant::never() (Duration(INT64_MAX))
+  // mean no limit.
   Duration connect_timeout = seconds(5);  // DNS + every TCP connect attempt
   Duration tls_timeout = seconds(5);      // the handshake
   Duration request_timeout = seconds(30); // default whole-request deadline
@@ -114,7 +116,9 @@ struct HttpRequest {
   HttpHeader headers[kMaxRequestHeaders] = {};
   std::size_t header_count = 0;
   std::string_view body;
-  Duration timeout = Duration::zero();  // zero: HttpClientConfig::request_timeout
+  // zero: HttpClientConfig::request_timeout; past the clock's range (Duration(INT64_MAX)):
+  // no deadline.
+  Duration timeout = Duration::zero();
 };
 
 // A response as seen inside the callback; its views die when the callback returns.
