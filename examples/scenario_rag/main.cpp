@@ -181,7 +181,7 @@ class ScenarioGenerator : public tern::Agent {
   // breaker fails the try at once with circuit_open, which is not retried.
   void attempt(tern::AgentId self, std::size_t i, const Retrier::Context& a) {
     tern::Instant now = rt_.reactor().now();
-    std::uint32_t period = 0;  // for record_abandoned(): which trials this try belongs to
+    std::uint32_t period = 0;  // for record_*(): which trials this try belongs to
     tern::Errc allowed = breakers_.allow(retriever, now, &period);
     if (allowed != tern::Errc::ok) {
       (void)a.report(allowed);
@@ -198,9 +198,10 @@ class ScenarioGenerator : public tern::Agent {
                               [this, i, period, attempt_no](tern::Result<tern::Message> docs) {
                                 tern::Instant at = rt_.reactor().now();
                                 if (docs.ok()) {
-                                  (void)breakers_.record_success(retriever, at);
+                                  (void)breakers_.record_success(retriever, at,
+                                                                 tern::Duration::zero(), period);
                                 } else if (docs.error() != tern::Errc::cancelled) {
-                                  (void)breakers_.record_failure(retriever, at);
+                                  (void)breakers_.record_failure(retriever, at, period);
                                 } else {
                                   (void)breakers_.record_abandoned(retriever, period);
                                 }

@@ -622,9 +622,10 @@ struct HttpClient::Impl {
         if (!says_something) {
           (void)config.breakers->record_abandoned(std::string_view(key), q.breaker_period);
         } else if (e == Errc::ok) {
-          (void)config.breakers->record_success(std::string_view(key), now);
+          (void)config.breakers->record_success(std::string_view(key), now, Duration::zero(),
+                                                q.breaker_period);
         } else {
-          (void)config.breakers->record_failure(std::string_view(key), now);
+          (void)config.breakers->record_failure(std::string_view(key), now, q.breaker_period);
         }
       }
     }

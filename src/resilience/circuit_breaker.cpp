@@ -60,7 +60,7 @@ Errc CircuitBreaker::allow(Instant now, std::uint32_t* admitted_in) {
         ++counters_.trials_expired;
         trials_admitted_ = 0;
         trial_successes_ = 0;
-        ++trial_period_;
+        next_trial_period();
         half_open_since_ = now;
       }
       if (trials_admitted_ < config_.half_open_calls) {
@@ -75,10 +75,20 @@ Errc CircuitBreaker::allow(Instant now, std::uint32_t* admitted_in) {
   return Errc::circuit_open;
 }
 
-void CircuitBreaker::record_success(Instant now, Duration elapsed) {
+// A call admitted outside the current trials (while closed, or in trials that expired)
+// that reports while a trial is out must not be taken for that trial.
+bool CircuitBreaker::stale_in_half_open(std::uint32_t admitted_in) const {
+  return admitted_in != kUnknownTrialPeriod && admitted_in != trial_period_;
+}
+
+void CircuitBreaker::next_trial_period() {
+  if (++trial_period_ == kUnknownTrialPeriod) trial_period_ = 0;
+}
+
+void CircuitBreaker::record_success(Instant now, Duration elapsed, std::uint32_t admitted_in) {
   if (elapsed > config_.slow_call) {
     ++counters_.slow_calls;
-    record_failure(now);
+    record_failure(now, admitted_in);
     return;
   }
   switch (state_) {
@@ -94,8 +104,8 @@ void CircuitBreaker::record_success(Instant now, Duration elapsed) {
       ++counters_.ignored;
       return;
     case BreakerState::half_open:
-      if (trial_successes_ >= trials_admitted_) {
-        ++counters_.ignored;  // no trial outstanding: a call admitted before it opened
+      if (trial_successes_ >= trials_admitted_ || stale_in_half_open(admitted_in)) {
+        ++counters_.ignored;  // not a trial's: a call admitted earlier
         return;
       }
       ++counters_.successes;
@@ -104,7 +114,7 @@ void CircuitBreaker::record_success(Instant now, Duration elapsed) {
   }
 }
 
-void CircuitBreaker::record_failure(Instant now) {
+void CircuitBreaker::record_failure(Instant now, std::uint32_t admitted_in) {
   switch (state_) {
     case BreakerState::closed:
       ++counters_.failures;
@@ -122,8 +132,8 @@ void CircuitBreaker::record_failure(Instant now) {
       ++counters_.ignored;
       return;
     case BreakerState::half_open:
-      if (trial_successes_ >= trials_admitted_) {
-        ++counters_.ignored;  // no trial outstanding: a call admitted before it opened
+      if (trial_successes_ >= trials_admitted_ || stale_in_half_open(admitted_in)) {
+        ++counters_.ignored;  // not a trial's: a call admitted earlier
         return;
       }
       ++counters_.failures;
@@ -189,7 +199,7 @@ void CircuitBreaker::enter(BreakerState to, Instant now) {
   state_ = to;
   trials_admitted_ = 0;
   trial_successes_ = 0;
-  ++trial_period_;
+  next_trial_period();
   switch (to) {
     case BreakerState::open:
       ++counters_.opened;
@@ -343,6 +353,8 @@ Errc BreakerSetBase::erase(BreakerKey key) {
   if (e == nullptr) return Errc::not_found;
   e->used = false;  // first, so that the reset below is not reported
   e->breaker.reconfigure(defaults_);
+  // The next target to take this entry must not inherit this one's history.
+  e->breaker.clear_counters();
   --size_;
   ++stats_.erased;
   return Errc::ok;
@@ -356,17 +368,18 @@ Errc BreakerSetBase::allow(BreakerKey key, Instant now, std::uint32_t* admitted_
   return r;
 }
 
-Errc BreakerSetBase::record_success(BreakerKey key, Instant now, Duration elapsed) {
+Errc BreakerSetBase::record_success(BreakerKey key, Instant now, Duration elapsed,
+                                    std::uint32_t admitted_in) {
   CircuitBreaker* b = find(key);
   if (b == nullptr) return Errc::not_found;
-  b->record_success(now, elapsed);
+  b->record_success(now, elapsed, admitted_in);
   return Errc::ok;
 }
 
-Errc BreakerSetBase::record_failure(BreakerKey key, Instant now) {
+Errc BreakerSetBase::record_failure(BreakerKey key, Instant now, std::uint32_t admitted_in) {
   CircuitBreaker* b = find(key);
   if (b == nullptr) return Errc::not_found;
-  b->record_failure(now);
+  b->record_failure(now, admitted_in);
   return Errc::ok;
 }
 

@@ -368,6 +368,61 @@ TEST(Batcher, AddFromACallbackRunByTheDestructorIsRefused) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+// A Batcher on the heap that an item's on_done deletes: under ASan, anything it
+// touches after that callback returns is a heap-use-after-free.
+struct Doomed {
+  Embedder* batcher = nullptr;
+  int calls = 0;
+  Errc errs[2] = {};
+
+  Embedder::Callback done() {
+    return [this](Result<int> r) {
+      if (calls < 2) errs[calls] = r.ok() ? Errc::ok : r.error();
+      ++calls;
+      if (Embedder* b = batcher) {
+        batcher = nullptr;  // the callbacks the destructor runs must not delete it again
+        delete b;
+      }
+    };
+  }
+};
+
+TEST(Batcher, ItemCallbackRunByFinishMayDestroyTheBatcher) {
+  Fixture f;
+  Upstream up;
+  Doomed d;
+  d.batcher = new Embedder(f.reactor, {.max_delay = tern::ms(5)}, up.fn());
+  ASSERT_TRUE(d.batcher->add(Text(1), Instant::never(), d.done()).ok());
+  ASSERT_TRUE(d.batcher->add(Text(2), Instant::never(), d.done()).ok());
+  f.advance(tern::ms(5));
+  ASSERT_EQ(up.batches, 1);
+  // The first item's on_done deletes it; the destructor cancels the second.
+  EXPECT_EQ(up.tickets[0].finish(), Errc::ok);
+  EXPECT_EQ(d.batcher, nullptr);
+  EXPECT_EQ(d.calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::no_reply);
+  EXPECT_EQ(d.errs[1], Errc::cancelled);
+  EXPECT_EQ(Text::live, 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+TEST(Batcher, ItemCallbackRunByCancelAllMayDestroyTheBatcher) {
+  Fixture f;
+  Upstream up;
+  Doomed d;
+  d.batcher = new Embedder(f.reactor, {.max_delay = tern::ms(5)}, up.fn());
+  ASSERT_TRUE(d.batcher->add(Text(1), Instant::never(), d.done()).ok());
+  ASSERT_TRUE(d.batcher->add(Text(2), Instant::never(), d.done()).ok());
+  EXPECT_EQ(d.batcher->cancel_all(), 1u);  // the destructor cancelled the other
+  EXPECT_EQ(d.batcher, nullptr);
+  EXPECT_EQ(d.calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::cancelled);
+  EXPECT_EQ(d.errs[1], Errc::cancelled);
+  EXPECT_EQ(up.batches, 0);
+  EXPECT_EQ(Text::live, 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 // Random adds, per-item and whole-batch answers, cancels and clock steps: every
 // accepted item ends exactly once, a value reaches the item it was computed
 // from, at most MaxInFlight calls are ever out, and every item is destroyed.

@@ -11,6 +11,7 @@ using tern::BreakerConfig;
 using tern::BreakerSet;
 using tern::BreakerState;
 using tern::CircuitBreaker;
+using tern::Duration;
 using tern::Errc;
 using tern::Instant;
 using tern::ms;
@@ -198,6 +199,52 @@ TEST(CircuitBreaker, AbandonedCallFromAnEarlierPeriodGivesNoTrialBack) {
   EXPECT_EQ(b.state(at_ms(60002)), BreakerState::open);
 }
 
+// A call admitted while closed that reports while a real probe is out is not the
+// probe: its outcome neither closes nor reopens the breaker; the probe's does.
+TEST(CircuitBreaker, OutcomeOfACallAdmittedWhileClosedIsNotTakenForTheProbe) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  CircuitBreaker b(c);
+  std::uint32_t a = 0, bb = 0, p = 0;
+  ASSERT_EQ(b.allow(at_ms(0), &a), Errc::ok);   // A: still out
+  ASSERT_EQ(b.allow(at_ms(0), &bb), Errc::ok);  // B
+  b.record_failure(at_ms(0), bb);               // B fails: open
+  ASSERT_EQ(b.state(at_ms(0)), BreakerState::open);
+  ASSERT_EQ(b.allow(at_ms(60000), &p), Errc::ok);  // P, the probe
+  ASSERT_EQ(b.last_state(), BreakerState::half_open);
+  b.record_success(at_ms(60001), Duration::zero(), a);  // A's success arrives
+  EXPECT_EQ(b.state(at_ms(60001)), BreakerState::half_open);
+  EXPECT_EQ(b.counters().ignored, 1u);
+  b.record_success(at_ms(60002), Duration::zero(), p);  // P's
+  EXPECT_EQ(b.state(at_ms(60002)), BreakerState::closed);
+  EXPECT_EQ(b.counters().successes, 1u);
+}
+
+TEST(CircuitBreaker, StaleFailureWhileAProbeIsOutDoesNotReopen) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  CircuitBreaker b(c);
+  std::uint32_t a = 0, p = 0;
+  ASSERT_EQ(b.allow(at_ms(0), &a), Errc::ok);  // A: still out
+  ASSERT_EQ(b.allow(at_ms(0)), Errc::ok);
+  b.record_failure(at_ms(0));  // open
+  ASSERT_EQ(b.allow(at_ms(60000), &p), Errc::ok);  // P
+  b.record_failure(at_ms(60001), a);  // A's failure: not the probe's
+  EXPECT_EQ(b.state(at_ms(60001)), BreakerState::half_open);
+  EXPECT_EQ(b.counters().opened, 1u);
+  // A slow success is a failure, and a stale one is ignored too.
+  BreakerConfig slow = c;
+  slow.slow_call = ms(10);
+  b.reconfigure(slow);
+  ASSERT_EQ(b.allow(at_ms(60002)), Errc::ok);
+  b.record_failure(at_ms(60002));  // open again
+  ASSERT_EQ(b.allow(at_ms(120002), &p), Errc::ok);
+  b.record_success(at_ms(120003), ms(50), a);
+  EXPECT_EQ(b.state(at_ms(120003)), BreakerState::half_open);
+  b.record_failure(at_ms(120004), p);  // the probe's own failure reopens
+  EXPECT_EQ(b.state(at_ms(120004)), BreakerState::open);
+}
+
 TEST(CircuitBreaker, OpenDurationBeyondDurationMaxIsInvalid) {
   BreakerConfig c;
   c.open_duration = tern::Duration::max();
@@ -352,6 +399,27 @@ TEST(BreakerSet, TargetsAreIsolated) {
   EXPECT_EQ(*set.state("retriever", t), BreakerState::open);
   EXPECT_EQ(set.size(), 2u);
   EXPECT_EQ(set.stats().rejected, 1u);
+}
+
+// An erased target's entry goes to the next new target with zero counters.
+TEST(BreakerSet, NewTargetInAnErasedEntryStartsWithZeroCounters) {
+  BreakerConfig c;
+  c.failure_threshold = 1;
+  BreakerSet<1> set(c);
+  ASSERT_EQ(set.allow("old", at_ms(0)), Errc::ok);
+  ASSERT_EQ(set.record_failure("old", at_ms(0)), Errc::ok);
+  ASSERT_EQ(set.state("old", at_ms(0)).value(), BreakerState::open);
+  ASSERT_EQ(set.erase("old"), Errc::ok);
+  ASSERT_EQ(set.allow("new", at_ms(1)), Errc::ok);
+  const tern::BreakerCounters& n = set.find("new")->counters();
+  EXPECT_EQ(n.admitted, 1u);
+  EXPECT_EQ(n.rejected, 0u);
+  EXPECT_EQ(n.successes, 0u);
+  EXPECT_EQ(n.failures, 0u);
+  EXPECT_EQ(n.opened, 0u);
+  EXPECT_EQ(n.half_opened, 0u);
+  EXPECT_EQ(n.closed, 0u);
+  EXPECT_EQ(set.find("new")->last_state(), BreakerState::closed);
 }
 
 TEST(BreakerSet, FullTableRefusesNewTargetsOnlyAndKeepsTheOthers) {

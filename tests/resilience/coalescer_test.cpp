@@ -309,6 +309,77 @@ TEST(Coalescer, GetFromACallbackRunByTheDestructorIsRefused) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+// A Coalescer on the heap that a callback deletes: under ASan, anything it
+// touches after that callback returns is a heap-use-after-free.
+struct Doomed {
+  Docs* docs = nullptr;
+  Docs::Ticket ticket;
+  int calls = 0;
+  Errc errs[2] = {};
+  bool destroy_in_upstream = false;
+
+  void destroy() {
+    Docs* d = docs;
+    docs = nullptr;  // the callbacks the destructor runs must not delete it again
+    delete d;
+  }
+  Docs::Callback done() {
+    return [this](Result<int> r) {
+      if (calls < 2) errs[calls] = r.ok() ? Errc::ok : r.error();
+      ++calls;
+      if (docs != nullptr) destroy();
+    };
+  }
+  auto upstream() {
+    return [this](std::uint32_t, Docs::Ticket t) {
+      ticket = t;
+      if (destroy_in_upstream) destroy();
+    };
+  }
+};
+
+TEST(Coalescer, WaiterCallbackRunByTheAnswerMayDestroyTheCoalescer) {
+  Fixture f;
+  Doomed d;
+  d.docs = new Docs(f.reactor);
+  ASSERT_TRUE(d.docs->get(7, Instant::never(), d.done(), d.upstream()).ok());
+  ASSERT_TRUE(d.docs->get(7, Instant::never(), d.done(), d.upstream()).ok());
+  // The first waiter deletes it; the destructor cancels the second.
+  EXPECT_EQ(d.ticket.complete(42), Errc::ok);
+  EXPECT_EQ(d.docs, nullptr);
+  EXPECT_EQ(d.calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::ok);
+  EXPECT_EQ(d.errs[1], Errc::cancelled);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+TEST(Coalescer, WaiterCallbackRunByCancelAllMayDestroyTheCoalescer) {
+  Fixture f;
+  Doomed d;
+  d.docs = new Docs(f.reactor);
+  ASSERT_TRUE(d.docs->get(1, Instant::never(), d.done(), d.upstream()).ok());
+  ASSERT_TRUE(d.docs->get(2, Instant::never(), d.done(), d.upstream()).ok());
+  EXPECT_EQ(d.docs->cancel_all(), 1u);  // the rest were cancelled by the destructor
+  EXPECT_EQ(d.docs, nullptr);
+  EXPECT_EQ(d.calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::cancelled);
+  EXPECT_EQ(d.errs[1], Errc::cancelled);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+TEST(Coalescer, UpstreamMayDestroyTheCoalescer) {
+  Fixture f;
+  Doomed d;
+  d.docs = new Docs(f.reactor);
+  d.destroy_in_upstream = true;
+  // on_done runs inside get(), with cancelled: the waiter is owed its one outcome.
+  EXPECT_TRUE(d.docs->get(7, Instant::never(), d.done(), d.upstream()).ok());
+  EXPECT_EQ(d.docs, nullptr);
+  EXPECT_EQ(d.calls, 1);
+  EXPECT_EQ(d.errs[0], Errc::cancelled);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 // Random gets, answers (at once or later), cancels and clock steps: every
 // accepted waiter ends exactly once, with its own key's answer, and at most one
 // upstream call per key is ever in flight.

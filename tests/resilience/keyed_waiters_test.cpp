@@ -278,6 +278,36 @@ TEST(KeyedWaiters, OnDoneRunsWithItsSlotAlreadyFree) {
   EXPECT_TRUE(ran);
 }
 
+// A table on the heap that an on_done run by cancel_all() deletes: under ASan,
+// anything the loop touches afterwards is a heap-use-after-free.
+TEST(KeyedWaiters, OnDoneRunByCancelAllMayDestroyTheTable) {
+  Fixture f;
+  struct Doomed {
+    Waits* waits = nullptr;
+    int calls = 0;
+    Errc errs[2] = {};
+    Waits::Callback done() {
+      return [this](Result<WaitOutcome> r) {
+        if (calls < 2) errs[calls] = r.ok() ? Errc::ok : r.error();
+        ++calls;
+        if (Waits* w = waits) {
+          waits = nullptr;  // the callbacks the destructor runs must not delete it again
+          delete w;
+        }
+      };
+    }
+  } d;
+  d.waits = new Waits(f.reactor);
+  ASSERT_EQ(d.waits->wait("a", tern::seconds(1), "", d.done()), Errc::ok);
+  ASSERT_EQ(d.waits->wait("b", tern::seconds(1), "", d.done()), Errc::ok);
+  EXPECT_EQ(d.waits->cancel_all(), 1u);  // the destructor cancelled the other
+  EXPECT_EQ(d.waits, nullptr);
+  EXPECT_EQ(d.calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::cancelled);
+  EXPECT_EQ(d.errs[1], Errc::cancelled);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 TEST(KeyedWaiters, WaitFromACallbackRunByTheDestructorIsRefused) {
   Fixture f;
   Errc again = Errc::ok;

@@ -729,6 +729,104 @@ TEST(Retrier, AttemptCaptureWhoseDestructorCallsBackInEndsItOnce) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+// A retrier on the heap that one of its callbacks deletes: under ASan, anything the
+// retrier touches after that callback returns is a heap-use-after-free.
+struct Doomed {
+  using R = Retrier<int, 2>;
+  R* retrier = nullptr;
+  int done_calls = 0;
+  Errc errs[2] = {};
+  int tries = 0;
+  std::uint16_t destroy_on_try = 0;  // the attempt callback deletes the retrier on it
+  Errc report_on_try = Errc::ok;     // ... or reports this synchronously (ok: nothing)
+
+  void destroy() {
+    R* r = retrier;
+    retrier = nullptr;  // the callbacks the destructor runs must not delete it again
+    delete r;
+  }
+  R::Done done() {
+    return [this](Result<int> r) {
+      if (done_calls < 2) errs[done_calls] = r.ok() ? Errc::ok : r.error();
+      ++done_calls;
+      if (retrier != nullptr) destroy();
+    };
+  }
+  R::Attempt attempt() {
+    return [this](const AttemptContext<int>& a) {
+      ++tries;
+      if (a.number == destroy_on_try) {
+        destroy();
+      } else if (a.number == 1) {
+        (void)a.report(Errc::io);  // retried
+      } else if (report_on_try != Errc::ok) {
+        (void)a.report(report_on_try);
+      }
+    };
+  }
+};
+
+TEST(Retrier, OnDoneRunByASynchronousReportInsideARetryMayDestroyTheRetrier) {
+  Fixture f;
+  Doomed d;
+  d.retrier = new Doomed::R(f.reactor, f.rng);
+  d.report_on_try = Errc::invalid_argument;  // not retried: try 2 ends the operation
+  ASSERT_TRUE(
+      d.retrier->start(fixed_policy(3, ms(10)), f.now() + seconds(1), d.attempt(), d.done()).ok());
+  f.advance(ms(10));  // try 2 runs from the wheel; its on_done deletes the retrier
+  EXPECT_EQ(d.retrier, nullptr);
+  EXPECT_EQ(d.tries, 2);
+  EXPECT_EQ(d.done_calls, 1);
+  EXPECT_EQ(d.errs[0], Errc::invalid_argument) << tern::errc_name(d.errs[0]);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+TEST(Retrier, AttemptCallbackMayDestroyTheRetrier) {
+  Fixture f;
+  // From a retry run by the wheel.
+  Doomed d;
+  d.retrier = new Doomed::R(f.reactor, f.rng);
+  d.destroy_on_try = 2;
+  ASSERT_TRUE(
+      d.retrier->start(fixed_policy(3, ms(10)), f.now() + seconds(1), d.attempt(), d.done()).ok());
+  f.advance(ms(10));
+  EXPECT_EQ(d.retrier, nullptr);
+  EXPECT_EQ(d.done_calls, 1);
+  EXPECT_EQ(d.errs[0], Errc::cancelled) << tern::errc_name(d.errs[0]);
+
+  // From the first try, inside start(): no later turn will come, so on_done runs there.
+  Doomed e;
+  e.retrier = new Doomed::R(f.reactor, f.rng);
+  e.destroy_on_try = 1;
+  Result<RetryId> id =
+      e.retrier->start(fixed_policy(), f.now() + seconds(1), e.attempt(), e.done());
+  EXPECT_TRUE(id.ok());  // on_done ran: the id is owed
+  EXPECT_EQ(e.retrier, nullptr);
+  EXPECT_EQ(e.done_calls, 1);
+  EXPECT_EQ(e.errs[0], Errc::cancelled) << tern::errc_name(e.errs[0]);
+  f.advance(seconds(2));
+  EXPECT_EQ(e.done_calls, 1);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+TEST(Retrier, OnDoneRunByCancelAllMayDestroyTheRetrier) {
+  Fixture f;
+  Doomed d;
+  d.retrier = new Doomed::R(f.reactor, f.rng);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(
+        d.retrier->start(fixed_policy(), f.now() + seconds(1), d.attempt(), d.done()).ok());
+  }
+  f.advance(ms(1));  // both wait for their retry
+  // The first on_done deletes the retrier; its destructor cancels the second.
+  (void)d.retrier->cancel_all();
+  EXPECT_EQ(d.retrier, nullptr);
+  EXPECT_EQ(d.done_calls, 2);
+  EXPECT_EQ(d.errs[0], Errc::cancelled) << tern::errc_name(d.errs[0]);
+  EXPECT_EQ(d.errs[1], Errc::cancelled) << tern::errc_name(d.errs[1]);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 TEST(Retrier, StartFromOnDoneDuringDestructionIsRefused) {
   Fixture f;
   Upstream up(f.clock);

@@ -82,6 +82,13 @@ struct BatcherStats {
 // is dropped and counted as late. If every item of a flushed batch has left,
 // the batch is abandoned: its in-flight slot is free at once and its answers
 // are late.
+//
+// An item's on_done may destroy the Batcher (nothing of it is touched after
+// on_done returns; the items still waiting get Errc::cancelled from the
+// destructor), except while the flush callback runs: the span it was given
+// and the callback itself live in the Batcher, so destroying it then (from
+// the flush callback, or from an on_done that an answer given inside it runs)
+// is a contract violation (panic).
 template <typename Item, typename Res, std::size_t B,
           std::size_t MaxInFlight = 1,
           std::size_t CallbackBytes = 4 * sizeof(void*),
@@ -182,11 +189,16 @@ class Batcher {
   }
   // Cancels every item still waiting (callbacks run with Errc::cancelled);
   // answers through tickets handed out earlier must not arrive afterwards.
-  // Destroying the Batcher from inside its own flush callback is a contract
-  // violation.
+  // Destroying the Batcher while its flush callback runs is a contract
+  // violation (panic).
   ~Batcher() {
+    for (const Buffer& b : buffers_) {
+      if (b.in_flush) panic("Batcher destroyed while its flush callback runs");
+    }
+    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
     closing_ = true;  // an add() from a callback run here is refused
-    (void)cancel_all();
+    const bool alive = true;  // no Survival: nothing can destroy it twice
+    (void)cancel_each([](const Rec&) { return true; }, alive);
     for (Buffer& b : buffers_) wheel_.cancel(b.timer);
   }
   Batcher(const Batcher&) = delete;
@@ -421,6 +433,7 @@ class Batcher {
     if (e != Errc::ok) return e;
     Buffer& b = buffers_[buffer];
     const std::uint16_t n = b.count;
+    Survival guard(*this);
     for (std::uint16_t i = 0; i < n; ++i) {
       // Ended (and maybe reused) by one of these callbacks: stop.
       if (b.generation != generation) break;
@@ -428,6 +441,7 @@ class Batcher {
       if (r.state != RecState::flushed) continue;
       ++stats_.failed;
       end_rec(r, Result<Res>(error), true);
+      if (!guard.alive) break;  // on_done destroyed the Batcher
     }
     return Errc::ok;
   }
@@ -525,6 +539,14 @@ class Batcher {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
+    Survival guard(*this);
+    return cancel_each(pred, guard.alive);
+  }
+  // Stops once `alive` reads false: an on_done destroyed the Batcher. (The
+  // destructor calls this without a Survival, which would leave alive_ pointing
+  // at its stack.)
+  template <typename Pred>
+  std::size_t cancel_each(Pred pred, const bool& alive) {
     std::size_t n = 0;
     for (Buffer& b : buffers_) {
       for (Rec& r : b.recs) {
@@ -534,10 +556,33 @@ class Batcher {
         ++stats_.cancelled;
         ++n;
         end_rec(r, Result<Res>(Errc::cancelled), false);
+        if (!alive) return n;
       }
     }
     return n;
   }
+
+  // Code that runs a callback and then reads this object again puts a flag on
+  // its stack; the destructor clears the innermost (alive_), and a guard that
+  // finds its flag cleared clears the next one out, so every loop on the stack
+  // stops without touching the destroyed object.
+  struct Survival {
+    explicit Survival(Batcher& b) : head(&b.alive_), outer(b.alive_) {
+      b.alive_ = &alive;
+    }
+    ~Survival() {
+      if (alive) {
+        *head = outer;
+      } else if (outer != nullptr) {
+        *outer = false;
+      }
+    }
+    Survival(const Survival&) = delete;
+    Survival& operator=(const Survival&) = delete;
+    bool alive = true;
+    bool** head;  // the object's alive_
+    bool* outer;
+  };
 
   Reactor& reactor_;
   TimerWheel& wheel_;
@@ -548,6 +593,7 @@ class Batcher {
   std::size_t in_flight_ = 0;
   std::uint64_t due_seq_ = 0;
   bool closing_ = false;  // being destroyed: add() refuses
+  bool* alive_ = nullptr;  // the innermost Survival's flag
   BatcherStats stats_;
 };
 

@@ -6,13 +6,16 @@
 // it is portable and trivially testable. BreakerSet<N> keeps one breaker per target.
 //
 //   tern::BreakerSet<16> breakers(tern::BreakerConfig{});    // 5 failures, 60 s open
-//   if (breakers.allow("retriever", now) != tern::Errc::ok) return fallback();  // no slot
+//   std::uint32_t period = 0;                                   // which trials, if any
+//   if (breakers.allow("retriever", now, &period) != tern::Errc::ok) return fallback();
 //   ... make the call ...
-//   (void)breakers.record_success("retriever", now, elapsed);  // or record_failure()
+//   (void)breakers.record_success("retriever", now, elapsed, period);  // or record_failure()
 //
 // Every call that allow() admitted must be followed by exactly one record_*(): the
-// half-open state counts its trials by them. A call that ended saying nothing about the
-// target (cancelled, never sent) reports record_abandoned() with what allow() noted.
+// half-open state counts its trials by them. Pass what allow() noted to the record_*()
+// calls, so that a late outcome of a call admitted before the breaker opened is not
+// taken for a trial's. A call that ended saying nothing about the target (cancelled,
+// never sent) reports record_abandoned() with what allow() noted.
 // See examples/scenario_rag.
 #pragma once
 
@@ -61,14 +64,18 @@ struct BreakerCounters {
   std::uint64_t successes = 0;       // outcomes recorded as success
   std::uint64_t failures = 0;        // outcomes recorded as failure (slow calls included)
   std::uint64_t slow_calls = 0;      // successes counted as failures for their duration
-  std::uint64_t ignored = 0;         // outcomes that arrived while open, or with no trial
-                                     // outstanding in half_open (calls admitted earlier)
+  std::uint64_t ignored = 0;         // outcomes that arrived while open, or in half_open
+                                     // with no trial outstanding or from a call that was
+                                     // not one of the trials (calls admitted earlier)
   std::uint64_t trials_expired = 0;  // half-open trials that never reported (see allow())
   std::uint64_t abandoned = 0;       // admitted calls reported by record_abandoned()
   std::uint64_t opened = 0;          // transitions into open
   std::uint64_t half_opened = 0;     // ... into half_open
   std::uint64_t closed = 0;          // ... into closed
 };
+
+// What a record_*() call passes when it does not know what allow() noted for its call.
+inline constexpr std::uint32_t kUnknownTrialPeriod = 0xFFFFFFFFu;
 
 class CircuitBreaker {
  public:
@@ -84,15 +91,21 @@ class CircuitBreaker {
   // admits the first P calls. If all P trials were admitted but some never reported
   // within another open duration, they are forgotten and new trials admitted
   // (trials_expired), so a lost outcome cannot wedge the breaker.
-  // `admitted_in` (optional): where to note the admitting trial period, for
-  // record_abandoned().
+  // `admitted_in` (optional): where to note the admitting trial period, for the
+  // record_*() call of this call. Never kUnknownTrialPeriod.
   Errc allow(Instant now, std::uint32_t* admitted_in = nullptr);
   // The admitted call succeeded after `elapsed`; a success slower than slow_call is
   // recorded as a failure instead. In half_open, the P-th trial success closes it.
-  void record_success(Instant now, Duration elapsed = Duration::zero());
+  // `admitted_in`: what allow() noted for the call. In half_open an outcome of a call
+  // that was not admitted as one of the current trials (one admitted while closed,
+  // reported while a probe is out) is ignored. kUnknownTrialPeriod: not known, so any
+  // outcome while a trial is outstanding counts as that trial's.
+  void record_success(Instant now, Duration elapsed = Duration::zero(),
+                      std::uint32_t admitted_in = kUnknownTrialPeriod);
   // The admitted call failed. In closed this may open the breaker; in half_open it opens
-  // again at once (unless no trial is outstanding: a call admitted before, ignored).
-  void record_failure(Instant now);
+  // again at once, unless the call was not one of the current trials (ignored; see
+  // record_success() for `admitted_in`) or no trial is outstanding (ignored).
+  void record_failure(Instant now, std::uint32_t admitted_in = kUnknownTrialPeriod);
   // The admitted call ended without an outcome that says anything about the target
   // (cancelled by its caller, never sent). `admitted_in`: what allow() noted for it. If
   // it was a trial of the current half-open period, the trial is given back, so the
@@ -128,6 +141,11 @@ class CircuitBreaker {
   std::uint16_t trial_successes() const { return trial_successes_; }
 
  private:
+  friend class BreakerSetBase;  // clears an erased target's counters
+
+  void clear_counters() { counters_ = BreakerCounters{}; }
+  bool stale_in_half_open(std::uint32_t admitted_in) const;
+  void next_trial_period();
   void on_failure(Instant now);
   void enter(BreakerState to, Instant now);
   void clear_window();
@@ -201,8 +219,10 @@ class BreakerSetBase {
   Errc allow(BreakerKey key, Instant now, std::uint32_t* admitted_in = nullptr);
   // CircuitBreaker::record_*() for `key`. Errors: not_found (unknown target: nothing is
   // added).
-  Errc record_success(BreakerKey key, Instant now, Duration elapsed = Duration::zero());
-  Errc record_failure(BreakerKey key, Instant now);
+  Errc record_success(BreakerKey key, Instant now, Duration elapsed = Duration::zero(),
+                      std::uint32_t admitted_in = kUnknownTrialPeriod);
+  Errc record_failure(BreakerKey key, Instant now,
+                      std::uint32_t admitted_in = kUnknownTrialPeriod);
   Errc record_abandoned(BreakerKey key, std::uint32_t admitted_in);
   // The target's state at `now`. Errors: not_found.
   Result<BreakerState> state(BreakerKey key, Instant now);
@@ -215,7 +235,8 @@ class BreakerSetBase {
   // Gives one target its own config, adding it if unknown; a known target is reset.
   // Errors: full, too_large, invalid_argument (as allow(), or validate(config) failed).
   Result<CircuitBreaker*> configure(BreakerKey key, const BreakerConfig& config);
-  // Forgets a target (its entry is free again). Errors: not_found.
+  // Forgets a target: its entry is free again, and a target that takes it later starts
+  // with the defaults and zero counters. Errors: not_found.
   Errc erase(BreakerKey key);
 
   // Runs on every state change of any target, with the target's key (valid during the

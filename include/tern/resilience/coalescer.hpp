@@ -66,6 +66,10 @@ struct CoalescerStats {
 // abandoned: its slot is free at once, and the upstream's eventual answer is
 // dropped and counted as late. A later get() for the key starts a new upstream
 // call.
+//
+// A waiter's on_done, and upstream, may destroy the Coalescer: nothing of it is
+// touched after they return (the waiters still waiting get Errc::cancelled from
+// the destructor, as always).
 template <typename Key, typename T, std::size_t N, std::size_t K,
           std::size_t CallbackBytes = 4 * sizeof(void*)>
 class Coalescer {
@@ -137,8 +141,10 @@ class Coalescer {
   // Cancels every waiter still waiting (callbacks run with Errc::cancelled);
   // answers through tickets handed out earlier must not arrive afterwards.
   ~Coalescer() {
+    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
     closing_ = true;  // a get() from a callback run here is refused
-    (void)cancel_all();
+    const bool alive = true;  // no Survival: nothing can destroy it twice
+    (void)cancel_each([](const Waiter&) { return true; }, alive);
     for (Flight& f : flights_) {
       wheel_.cancel(f.deliver_timer);
       if (f.has_outcome) f.drop_outcome();
@@ -155,11 +161,11 @@ class Coalescer {
   // when joining.
   //
   // on_done runs exactly once, never inside get() (unless `upstream` itself
-  // cancels this waiter: then at once, there): with a copy of the
-  // upstream's value, its error, Errc::timeout at this waiter's own deadline
-  // (the call and the other waiters go on), or Errc::cancelled. An answer given
-  // inside `upstream` is delivered on the next turn, and get()s for the key
-  // until then join it.
+  // cancels this waiter or destroys the Coalescer: then at once, there): with a
+  // copy of the upstream's value, its error, Errc::timeout at this waiter's own
+  // deadline (the call and the other waiters go on), or Errc::cancelled. An
+  // answer given inside `upstream` is delivered on the next turn, and get()s
+  // for the key until then join it.
   //
   // Errors: full (no free key slot, or the key already has K waiters; counted,
   // nothing changes, upstream not called), invalid_argument (empty on_done),
@@ -193,7 +199,11 @@ class Coalescer {
     WaiterId id =
         add_waiter(*f, f->waiters[0], deadline, std::move(on_done), owner);
     const std::uint32_t generation = f->generation;
-    upstream(key, Ticket(this, f->index, generation));
+    {
+      Survival guard(*this);
+      upstream(key, Ticket(this, f->index, generation));
+      if (!guard.alive) return id;  // on_done ran, with cancelled
+    }
     // Re-read: upstream may have answered (answered) or cancelled its only
     // waiter (free).
     if (f->state == State::starting && f->generation == generation)
@@ -368,6 +378,7 @@ class Coalescer {
   // (a new slot: this one is no longer joinable).
   void deliver(Flight& f) {
     f.state = State::delivering;
+    Survival guard(*this);
     for (Waiter& w : f.waiters) {
       if (!w.active) continue;
       if (f.outcome_error == Errc::ok) {
@@ -376,6 +387,9 @@ class Coalescer {
         ++stats_.failed;
       }
       end_waiter(w, f.copy_outcome());
+      // Destroyed by on_done: the destructor cancelled the rest and dropped
+      // the outcome.
+      if (!guard.alive) return;
     }
     f.drop_outcome();
     release(f);
@@ -419,6 +433,14 @@ class Coalescer {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
+    Survival guard(*this);
+    return cancel_each(pred, guard.alive);
+  }
+  // Stops once `alive` reads false: an on_done destroyed the Coalescer. (The
+  // destructor calls this without a Survival, which would leave alive_ pointing
+  // at its stack.)
+  template <typename Pred>
+  std::size_t cancel_each(Pred pred, const bool& alive) {
     std::size_t n = 0;
     for (Flight& f : flights_) {
       for (Waiter& w : f.waiters) {
@@ -426,14 +448,38 @@ class Coalescer {
         ++stats_.cancelled;
         ++n;
         end_waiter(w, Result<T>(Errc::cancelled));
+        if (!alive) return n;
       }
     }
     return n;
   }
 
+  // Code that runs a callback and then reads this object again puts a flag on
+  // its stack; the destructor clears the innermost (alive_), and a guard that
+  // finds its flag cleared clears the next one out, so every loop on the stack
+  // stops without touching the destroyed object.
+  struct Survival {
+    explicit Survival(Coalescer& c) : head(&c.alive_), outer(c.alive_) {
+      c.alive_ = &alive;
+    }
+    ~Survival() {
+      if (alive) {
+        *head = outer;
+      } else if (outer != nullptr) {
+        *outer = false;
+      }
+    }
+    Survival(const Survival&) = delete;
+    Survival& operator=(const Survival&) = delete;
+    bool alive = true;
+    bool** head;  // the object's alive_
+    bool* outer;
+  };
+
   TimerWheel& wheel_;
   Flight flights_[N];
   bool closing_ = false;  // being destroyed: get() refuses
+  bool* alive_ = nullptr;  // the innermost Survival's flag
   CoalescerStats stats_;
 };
 

@@ -122,6 +122,8 @@ constexpr std::size_t key_index_size(std::size_t n) {
 //   cancelled) among the last Recent waits to end, not_found otherwise. Ended
 //   keys are remembered by their 64-bit hash in a fixed ring, so a key that
 //   ended longer ago reads as not_found.
+// - on_done may wait, resolve and cancel anything, and may destroy this object
+//   however its wait ended.
 template <std::size_t N, std::size_t KeyMax = 64, std::size_t ValueMax = 256,
           std::size_t Recent = 2 * N,
           std::size_t CallbackBytes = 4 * sizeof(void*)>
@@ -152,8 +154,10 @@ class KeyedWaiters {
   // Cancels every wait still open (callbacks run with Errc::cancelled; a wait()
   // from one of them is refused with Errc::shutdown).
   ~KeyedWaiters() {
+    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
     closing_ = true;
-    (void)cancel_all();
+    const bool alive = true;  // no Survival: nothing can destroy it twice
+    (void)cancel_each([](const Slot&) { return true; }, alive);
   }
   KeyedWaiters(const KeyedWaiters&) = delete;
   KeyedWaiters& operator=(const KeyedWaiters&) = delete;
@@ -339,9 +343,9 @@ class KeyedWaiters {
 
   // Retires the wait (index, timer, late-ring) and frees its slot before running
   // user code, so on_done may wait again (on this key or, in a full table, any
-  // other) or resolve it (late), and, when it ends from resolve() or its
-  // timeout, destroy this object: nothing here is touched after on_done. The
-  // value it is shown is a copy on this stack frame.
+  // other) or resolve it (late), and destroy this object: nothing here is
+  // touched after on_done (cancel_matching() checks). The value it is shown is
+  // a copy on this stack frame.
   void end(Slot& s, Errc error, WaitEnd how) {
     wheel_.cancel(s.timer);
     (void)index_.erase(static_cast<std::uint32_t>(s.hash), s.index);
@@ -366,6 +370,14 @@ class KeyedWaiters {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
+    Survival guard(*this);
+    return cancel_each(pred, guard.alive);
+  }
+  // Stops once `alive` reads false: an on_done destroyed this object. (The
+  // destructor calls this without a Survival, which would leave alive_ pointing
+  // at its stack.)
+  template <typename Pred>
+  std::size_t cancel_each(Pred pred, const bool& alive) {
     std::size_t n = 0;
     for (Slot& s : slots_) {
       if (s.state != State::waiting || !pred(static_cast<const Slot&>(s)))
@@ -373,9 +385,32 @@ class KeyedWaiters {
       ++stats_.cancelled;
       ++n;
       end(s, Errc::cancelled, WaitEnd::resolved);
+      if (!alive) return n;
     }
     return n;
   }
+
+  // Code that runs a callback and then reads this object again puts a flag on
+  // its stack; the destructor clears the innermost (alive_), and a guard that
+  // finds its flag cleared clears the next one out, so every loop on the stack
+  // stops without touching the destroyed object.
+  struct Survival {
+    explicit Survival(KeyedWaiters& w) : head(&w.alive_), outer(w.alive_) {
+      w.alive_ = &alive;
+    }
+    ~Survival() {
+      if (alive) {
+        *head = outer;
+      } else if (outer != nullptr) {
+        *outer = false;
+      }
+    }
+    Survival(const Survival&) = delete;
+    Survival& operator=(const Survival&) = delete;
+    bool alive = true;
+    bool** head;  // the object's alive_
+    bool* outer;
+  };
 
   Reactor& reactor_;
   TimerWheel& wheel_;
@@ -387,6 +422,7 @@ class KeyedWaiters {
   std::size_t recent_next_ = 0;
   std::size_t recent_count_ = 0;
   bool closing_ = false;  // being destroyed: wait() refuses
+  bool* alive_ = nullptr;  // the innermost Survival's flag
   KeyedWaitersStats stats_;
 };
 

@@ -197,7 +197,9 @@ struct RetrierStorage;
 // before then replaces it with cancelled.
 //
 // Callbacks may start, report, cancel and cancel_all anything, including their own
-// operation. Do not run the reactor from inside them.
+// operation, and may destroy the retrier (on_done and attempt callbacks alike: nothing
+// of it is touched after one returns; tickets must then report no more). Do not run the
+// reactor from inside them.
 template <typename T, std::size_t CallbackBytes = 4 * sizeof(void*)>
 class RetrierBase {
  public:
@@ -220,17 +222,21 @@ class RetrierBase {
     }
   }
   // Cancels whatever is still in flight; those on_done callbacks run with cancelled, and
-  // start() called from them returns shutdown.
+  // start() called from them returns shutdown. Destroyed from inside a callback, it
+  // tells the loops running on the stack to touch nothing more.
   ~RetrierBase() {
+    if (alive_ != nullptr) *alive_ = false;
     closing_ = true;
-    (void)cancel_matching([](const Slot&) { return true; });
+    const bool alive = true;  // no Survival: nothing can destroy it twice
+    (void)cancel_each([](const Slot&) { return true; }, alive);
   }
   RetrierBase(const RetrierBase&) = delete;
   RetrierBase& operator=(const RetrierBase&) = delete;
 
   // Starts an operation that must end by `deadline` (Instant::never(): only max_attempts
   // and attempt_timeout bound it) and runs its first try now. The policy is copied.
-  // on_done runs exactly once if this returns an id, never otherwise.
+  // on_done runs exactly once if this returns an id, never otherwise (from inside this
+  // call only if the first try destroys the retrier: then with cancelled).
   // Errors: invalid_argument (validate(policy) failed, or an empty callback),
   //         timeout (deadline is not after now: nothing was tried),
   //         full (all N slots busy; counted, nothing else changes),
@@ -263,7 +269,7 @@ class RetrierBase {
     const RetryId id = RetryId::make(index_of(s), s.generation);
     // While starting, an ending is held and delivered later (end()), so `s` stays ours.
     s.starting = true;
-    run_attempt(s);
+    if (!run_attempt(s)) return id;  // the try destroyed the retrier
     s.starting = false;
     return id;
   }
@@ -361,12 +367,13 @@ class RetrierBase {
     return Errc::ok;
   }
 
-  // Begins the next try (or ends the operation if the deadline has come).
-  void run_attempt(Slot& s) {
+  // Begins the next try (or ends the operation if the deadline has come). False if the
+  // try destroyed the retrier: then nothing of it may be touched.
+  bool run_attempt(Slot& s) {
     const Instant now = reactor_.now();
     if (now >= s.deadline) {
       end(s, Result<T>(Errc::timeout));
-      return;
+      return true;  // end() holds the outcome when starting, else ran on_done last
     }
     if (s.attempt_no > 0) ++stats_.retries;
     ++stats_.attempts;
@@ -391,10 +398,14 @@ class RetrierBase {
     const std::uint32_t index = index_of(s);
     const std::uint32_t generation = s.generation;
     Attempt fn = std::move(s.attempt);
-    fn(ctx);
+    {
+      Survival guard(*this);
+      fn(ctx);
+      if (!guard.alive) return false;  // fn, a local, is destroyed on the way out
+    }
     Slot& after = slots_[index];
     if (!after.active || after.generation != generation || after.phase == Phase::delivering) {
-      return;  // it ended inside the call; fn is destroyed here
+      return true;  // it ended inside the call; fn is destroyed here
     }
     after.attempt = std::move(fn);
     // Armed after the call: a try's own timer at the same deadline (a request's) fires
@@ -403,6 +414,7 @@ class RetrierBase {
         ctx.deadline != Instant::never()) {
       wheel().arm(after.timer, ctx.deadline);
     }
+    return true;
   }
 
   // One try's outcome: end, or schedule the next try.
@@ -459,9 +471,10 @@ class RetrierBase {
   }
 
   // The operation has its outcome: deliver it now, or on a later turn if we are still
-  // inside its start() (on_done never runs from inside start()).
+  // inside its start() (on_done never runs from inside start(), unless the retrier is
+  // being destroyed: no later turn will come, and no timer may stay armed).
   void end(Slot& s, Result<T> outcome) {
-    if (!s.starting) {
+    if (!s.starting || closing_) {
       finish(s, std::move(outcome));
       return;
     }
@@ -524,15 +537,43 @@ class RetrierBase {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
+    Survival guard(*this);
+    return cancel_each(pred, guard.alive);
+  }
+  // Stops once `alive` reads false: an on_done destroyed the retrier. (The destructor
+  // calls this without a Survival, which would leave alive_ pointing at its stack.)
+  template <typename Pred>
+  std::size_t cancel_each(Pred pred, const bool& alive) {
     std::size_t n = 0;
     for (std::size_t i = 0; i < capacity_; ++i) {
       Slot& s = slots_[i];
       if (!s.active || !pred(s)) continue;
       ++n;
       end(s, Result<T>(Errc::cancelled));
+      if (!alive) break;
     }
     return n;
   }
+
+  // A callback may destroy the retrier. Code that runs one and then reads the retrier
+  // again puts a flag on its stack; the destructor clears the innermost (alive_), and a
+  // guard that finds its flag cleared clears the next one out, so every loop on the
+  // stack stops without touching the retrier.
+  struct Survival {
+    explicit Survival(RetrierBase& r) : head(&r.alive_), outer(r.alive_) { r.alive_ = &alive; }
+    ~Survival() {
+      if (alive) {
+        *head = outer;
+      } else if (outer != nullptr) {
+        *outer = false;
+      }
+    }
+    Survival(const Survival&) = delete;
+    Survival& operator=(const Survival&) = delete;
+    bool alive = true;
+    bool** head;  // the object's alive_
+    bool* outer;
+  };
 
   Reactor& reactor_;
   Rng& rng_;
@@ -540,6 +581,7 @@ class RetrierBase {
   std::size_t capacity_;
   std::uint32_t free_ = 0;
   bool closing_ = false;
+  bool* alive_ = nullptr;  // the innermost Survival's flag
   RetryReportSink<T> sink_{};
   RetryStats stats_;
 };
