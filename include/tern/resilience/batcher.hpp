@@ -31,6 +31,7 @@
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
+#include "tern/detail/survival.hpp"
 
 namespace tern {
 
@@ -195,7 +196,7 @@ class Batcher {
     for (const Buffer& b : buffers_) {
       if (b.in_flush) panic("Batcher destroyed while its flush callback runs");
     }
-    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
+    detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;  // an add() from a callback run here is refused
     const bool alive = true;  // no Survival: nothing can destroy it twice
     (void)cancel_each([](const Rec&) { return true; }, alive);
@@ -433,7 +434,7 @@ class Batcher {
     if (e != Errc::ok) return e;
     Buffer& b = buffers_[buffer];
     const std::uint16_t n = b.count;
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     for (std::uint16_t i = 0; i < n; ++i) {
       // Ended (and maybe reused) by one of these callbacks: stop.
       if (b.generation != generation) break;
@@ -539,7 +540,7 @@ class Batcher {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     return cancel_each(pred, guard.alive);
   }
   // Stops once `alive` reads false: an on_done destroyed the Batcher. (The
@@ -561,28 +562,6 @@ class Batcher {
     }
     return n;
   }
-
-  // Code that runs a callback and then reads this object again puts a flag on
-  // its stack; the destructor clears the innermost (alive_), and a guard that
-  // finds its flag cleared clears the next one out, so every loop on the stack
-  // stops without touching the destroyed object.
-  struct Survival {
-    explicit Survival(Batcher& b) : head(&b.alive_), outer(b.alive_) {
-      b.alive_ = &alive;
-    }
-    ~Survival() {
-      if (alive) {
-        *head = outer;
-      } else if (outer != nullptr) {
-        *outer = false;
-      }
-    }
-    Survival(const Survival&) = delete;
-    Survival& operator=(const Survival&) = delete;
-    bool alive = true;
-    bool** head;  // the object's alive_
-    bool* outer;
-  };
 
   Reactor& reactor_;
   TimerWheel& wheel_;

@@ -28,6 +28,7 @@
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
+#include "tern/detail/survival.hpp"
 
 namespace tern {
 
@@ -141,7 +142,7 @@ class Coalescer {
   // Cancels every waiter still waiting (callbacks run with Errc::cancelled);
   // answers through tickets handed out earlier must not arrive afterwards.
   ~Coalescer() {
-    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
+    detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;  // a get() from a callback run here is refused
     const bool alive = true;  // no Survival: nothing can destroy it twice
     (void)cancel_each([](const Waiter&) { return true; }, alive);
@@ -200,7 +201,7 @@ class Coalescer {
         add_waiter(*f, f->waiters[0], deadline, std::move(on_done), owner);
     const std::uint32_t generation = f->generation;
     {
-      Survival guard(*this);
+      detail::Survival guard(alive_);
       upstream(key, Ticket(this, f->index, generation));
       if (!guard.alive) return id;  // on_done ran, with cancelled
     }
@@ -378,7 +379,7 @@ class Coalescer {
   // (a new slot: this one is no longer joinable).
   void deliver(Flight& f) {
     f.state = State::delivering;
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     for (Waiter& w : f.waiters) {
       if (!w.active) continue;
       if (f.outcome_error == Errc::ok) {
@@ -433,7 +434,7 @@ class Coalescer {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     return cancel_each(pred, guard.alive);
   }
   // Stops once `alive` reads false: an on_done destroyed the Coalescer. (The
@@ -453,28 +454,6 @@ class Coalescer {
     }
     return n;
   }
-
-  // Code that runs a callback and then reads this object again puts a flag on
-  // its stack; the destructor clears the innermost (alive_), and a guard that
-  // finds its flag cleared clears the next one out, so every loop on the stack
-  // stops without touching the destroyed object.
-  struct Survival {
-    explicit Survival(Coalescer& c) : head(&c.alive_), outer(c.alive_) {
-      c.alive_ = &alive;
-    }
-    ~Survival() {
-      if (alive) {
-        *head = outer;
-      } else if (outer != nullptr) {
-        *outer = false;
-      }
-    }
-    Survival(const Survival&) = delete;
-    Survival& operator=(const Survival&) = delete;
-    bool alive = true;
-    bool** head;  // the object's alive_
-    bool* outer;
-  };
 
   TimerWheel& wheel_;
   Flight flights_[N];

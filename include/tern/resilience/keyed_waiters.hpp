@@ -28,6 +28,7 @@
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/reactor/reactor.hpp"
+#include "tern/detail/survival.hpp"
 
 namespace tern {
 
@@ -154,7 +155,7 @@ class KeyedWaiters {
   // Cancels every wait still open (callbacks run with Errc::cancelled; a wait()
   // from one of them is refused with Errc::shutdown).
   ~KeyedWaiters() {
-    if (alive_ != nullptr) *alive_ = false;  // stops the loop that ran us
+    detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;
     const bool alive = true;  // no Survival: nothing can destroy it twice
     (void)cancel_each([](const Slot&) { return true; }, alive);
@@ -370,7 +371,7 @@ class KeyedWaiters {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     return cancel_each(pred, guard.alive);
   }
   // Stops once `alive` reads false: an on_done destroyed this object. (The
@@ -389,28 +390,6 @@ class KeyedWaiters {
     }
     return n;
   }
-
-  // Code that runs a callback and then reads this object again puts a flag on
-  // its stack; the destructor clears the innermost (alive_), and a guard that
-  // finds its flag cleared clears the next one out, so every loop on the stack
-  // stops without touching the destroyed object.
-  struct Survival {
-    explicit Survival(KeyedWaiters& w) : head(&w.alive_), outer(w.alive_) {
-      w.alive_ = &alive;
-    }
-    ~Survival() {
-      if (alive) {
-        *head = outer;
-      } else if (outer != nullptr) {
-        *outer = false;
-      }
-    }
-    Survival(const Survival&) = delete;
-    Survival& operator=(const Survival&) = delete;
-    bool alive = true;
-    bool** head;  // the object's alive_
-    bool* outer;
-  };
 
   Reactor& reactor_;
   TimerWheel& wheel_;

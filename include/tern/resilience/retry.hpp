@@ -33,6 +33,7 @@
 #include "tern/detail/slot_generation.hpp"
 #include "tern/reactor/reactor.hpp"
 #include "tern/resilience/retry_budget.hpp"
+#include "tern/detail/survival.hpp"
 
 namespace tern {
 
@@ -225,7 +226,7 @@ class RetrierBase {
   // start() called from them returns shutdown. Destroyed from inside a callback, it
   // tells the loops running on the stack to touch nothing more.
   ~RetrierBase() {
-    if (alive_ != nullptr) *alive_ = false;
+    detail::object_destroyed(alive_);
     closing_ = true;
     const bool alive = true;  // no Survival: nothing can destroy it twice
     (void)cancel_each([](const Slot&) { return true; }, alive);
@@ -399,7 +400,7 @@ class RetrierBase {
     const std::uint32_t generation = s.generation;
     Attempt fn = std::move(s.attempt);
     {
-      Survival guard(*this);
+      detail::Survival guard(alive_);
       fn(ctx);
       if (!guard.alive) return false;  // fn, a local, is destroyed on the way out
     }
@@ -537,7 +538,7 @@ class RetrierBase {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    Survival guard(*this);
+    detail::Survival guard(alive_);
     return cancel_each(pred, guard.alive);
   }
   // Stops once `alive` reads false: an on_done destroyed the retrier. (The destructor
@@ -554,26 +555,6 @@ class RetrierBase {
     }
     return n;
   }
-
-  // A callback may destroy the retrier. Code that runs one and then reads the retrier
-  // again puts a flag on its stack; the destructor clears the innermost (alive_), and a
-  // guard that finds its flag cleared clears the next one out, so every loop on the
-  // stack stops without touching the retrier.
-  struct Survival {
-    explicit Survival(RetrierBase& r) : head(&r.alive_), outer(r.alive_) { r.alive_ = &alive; }
-    ~Survival() {
-      if (alive) {
-        *head = outer;
-      } else if (outer != nullptr) {
-        *outer = false;
-      }
-    }
-    Survival(const Survival&) = delete;
-    Survival& operator=(const Survival&) = delete;
-    bool alive = true;
-    bool** head;  // the object's alive_
-    bool* outer;
-  };
 
   Reactor& reactor_;
   Rng& rng_;
