@@ -136,12 +136,14 @@ Errc Runtime::answer(Message msg) {
     waiting(answers_tail_).next = i;
   }
   answers_tail_ = i;
-  ++answers_waiting_;
   schedule();
   return Errc::ok;
 }
 
-void Runtime::unlink_answer(WaitingAnswer& a) {
+// `self`: the answer's slot. An answer taken out of the middle (its request cancelled)
+// that was the last of the current dispatch pass hands that mark to the one before it.
+void Runtime::unlink_answer(WaitingAnswer& a, NodeIndex self) {
+  if (self == pass_end_) pass_end_ = a.prev;
   if (a.prev == kNil) {
     answers_head_ = a.next;
   } else {
@@ -152,7 +154,6 @@ void Runtime::unlink_answer(WaitingAnswer& a) {
   } else {
     waiting(a.next).prev = a.prev;
   }
-  --answers_waiting_;
 }
 
 // The pending table's release hook: request `slot` ended (cancelled: its requester
@@ -160,8 +161,7 @@ void Runtime::unlink_answer(WaitingAnswer& a) {
 void Runtime::drop_answer(void* runtime, std::uint32_t slot, void* bytes) {
   Runtime& rt = *static_cast<Runtime*>(runtime);
   auto& a = *static_cast<WaitingAnswer*>(bytes);
-  (void)slot;
-  rt.unlink_answer(a);
+  rt.unlink_answer(a, static_cast<NodeIndex>(slot));
   a.~WaitingAnswer();  // gives its payload back
   ++rt.stats_.replies_late;
 }
@@ -170,7 +170,7 @@ void Runtime::drop_answer(void* runtime, std::uint32_t slot, void* bytes) {
 // gets (its receiver is set by run_reply, which knows the requester).
 Message Runtime::take_answer(RequestId id) {
   auto& a = *static_cast<WaitingAnswer*>(pending_.held(id));
-  unlink_answer(a);
+  unlink_answer(a, static_cast<NodeIndex>(id.slot()));
   Message m;
   m.value = static_cast<std::int64_t>(std::uint64_t{a.value_hi} << 32 | a.value_lo);
   m.correlation = id;
@@ -679,10 +679,12 @@ void Runtime::dispatch() {
 
 bool Runtime::dispatch_pass() {
   // Replies first: they end requests, which frees table slots for new work.
-  // As many as were waiting when the pass began: answers given during these callbacks
-  // wait for the next pass. They stay in the queue until taken, so a shutdown from a
-  // callback still finds them.
-  for (std::size_t n = answers_waiting_; n > 0 && answers_head_ != kNil; --n) {
+  // Up to the answer that was last when the pass began (pass_end_, which moves back if
+  // that one is taken out early): answers given during these callbacks wait for the
+  // next pass. They stay in the queue until taken, so a shutdown from a callback still
+  // finds them.
+  pass_end_ = answers_tail_;
+  while (pass_end_ != kNil) {  // taking the head that is pass_end_ clears it
     const RequestId id = pending_.id_at(answers_head_);
     Message answer = take_answer(id);
     settle(id, static_cast<Message&&>(answer));

@@ -431,6 +431,69 @@ TEST(Runtime, AnAnswerDroppedBecauseItsRequesterStoppedGivesItsPayloadBack) {
   EXPECT_EQ(f.rt.pending_in_use(), 0u);
 }
 
+// A dispatch pass settles the answers that waited when it began and no more: an answer
+// given during the pass waits for the next one, even when an older waiting answer is
+// taken out of the queue during the pass (its requester stopped) and the queue's end
+// moves.
+TEST(Runtime, AnAnswerGivenDuringAPassWaitsForTheNextEvenWhenAnOlderOneIsDropped) {
+  Fixture f;
+  struct Log {
+    char s[8] = {};
+    int n = 0;
+    void note(char c) {
+      if (n < 7) s[n++] = c;
+    }
+  };
+  struct Keeper : tern::Agent {
+    Reply kept[3];
+    int n = 0;
+    void on_request(Context&, Message&, Reply reply) override { kept[n++] = std::move(reply); }
+  };
+  struct Noter : tern::Agent {
+    Log* log = nullptr;
+    void on_message(Context&, Message&) override { log->note('Z'); }
+  };
+  struct Scene {
+    Runtime* rt = nullptr;
+    Keeper keeper;
+    Noter z;
+    Recorder x, w;
+    AgentId w_id = tern::kNoAgent;
+    Log log;
+    void note(char c) { log.note(c); }
+  } scene;
+  scene.rt = &f.rt;
+  scene.z.log = &scene.log;
+  auto x = f.rt.spawn(scene.x, {.name = "x"});
+  auto w = f.rt.spawn(scene.w, {.name = "w"});
+  auto k = f.rt.spawn(scene.keeper, {.name = "keeper"});
+  auto z = f.rt.spawn(scene.z, {.name = "z"});
+  ASSERT_TRUE(x.ok() && w.ok() && k.ok() && z.ok());
+  scene.w_id = *w;
+  auto a = f.rt.request_from(*x, *k, value(1), {.timeout = tern::seconds(1)},
+                             [s = &scene](Result<Message> r) {
+                               s->note(r.ok() ? 'A' : 'a');
+                               (void)s->rt->stop(s->w_id);  // drops B's waiting answer
+                               (void)s->keeper.kept[2].ok(value(3));  // answers C
+                             });
+  auto b = f.rt.request_from(*w, *k, value(2), {.timeout = tern::seconds(1)},
+                             [s = &scene](Result<Message> r) { s->note(r.ok() ? 'B' : 'b'); });
+  auto c = f.rt.request_from(*x, *k, value(3), {.timeout = tern::seconds(1)},
+                             [s = &scene](Result<Message> r) { s->note(r.ok() ? 'C' : 'c'); });
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  f.run();
+  ASSERT_EQ(scene.keeper.n, 3);
+  ASSERT_EQ(scene.keeper.kept[0].ok(value(1)), Errc::ok);
+  ASSERT_EQ(scene.keeper.kept[1].ok(value(2)), Errc::ok);
+  ASSERT_EQ(f.rt.send(*z, value(9)), Errc::ok);
+  f.run();
+  // A settles, B ends cancelled, z's event is handled in the same pass, C waits for the
+  // next pass.
+  EXPECT_STREQ(scene.log.s, "AbZC");
+  EXPECT_EQ(f.rt.stats().replies_late, 1u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+}
+
 // reply_to() gives a handler a second Reply to the same request: the first answer
 // stands and ends the request from the loop; the second is late, and nothing runs
 // the requester's callback inside the responder's handler.

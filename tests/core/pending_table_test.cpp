@@ -388,3 +388,53 @@ TEST(PendingTable, AHeldRequestNoLongerTimesOutAndAnEndingWhileHeldReleasesItsBy
   EXPECT_EQ(table.in_use(), 0u);
   EXPECT_TRUE(wheel.empty());
 }
+
+// Every way a held request can end runs the release hook once, before its callback:
+// complete() and fail() called on it directly, cancel_all(owner), and the table's
+// destructor. Each ending counts the outcome the bytes held as late.
+TEST(PendingTable, EveryEndingOfAHeldRequestReleasesItsBytesOnceBeforeTheCallback) {
+  TimerWheel wheel;
+  using Table = PendingTable<int, 4>;
+  struct Seen {
+    int released = 0;
+    int callbacks = 0;
+    int released_before_callback[4] = {};
+  } seen;
+  auto release = [](void* context, std::uint32_t, void* bytes) {
+    ++static_cast<Seen*>(context)->released;
+    *static_cast<int*>(bytes) = -1;  // scribbled over: the Timer must be rebuilt
+  };
+  auto run = [](void* context, Table::Owner, Table::Callback& cb, Result<int>&& r) {
+    auto& s = *static_cast<Seen*>(context);
+    if (s.callbacks < 4) s.released_before_callback[s.callbacks] = s.released;
+    ++s.callbacks;
+    cb(std::move(r));
+  };
+  Outcome done, failed, by_owner, by_destructor;
+  int owner = 0;
+  {
+    Table table(wheel);
+    table.set_runner(run, &seen, release);
+    auto a = table.start(Instant(5000), recorder(&done));
+    auto b = table.start(Instant(5000), recorder(&failed));
+    auto c = table.start(Instant(5000), recorder(&by_owner), &owner);
+    auto d = table.start(Instant(5000), recorder(&by_destructor));
+    ASSERT_TRUE(a.ok() && b.ok() && c.ok() && d.ok());
+    for (RequestId id : {*a, *b, *c, *d}) ASSERT_NE(table.hold(id), nullptr);
+    EXPECT_EQ(table.complete(*a, 5), Errc::ok);
+    EXPECT_EQ(table.fail(*b, Errc::io), Errc::ok);
+    EXPECT_EQ(table.cancel_all(&owner), 1u);
+    EXPECT_EQ(table.stats().late, 3u);
+    EXPECT_EQ(table.stats().completed, 1u);
+    wheel.advance(Instant(10000));  // no deadline left to fire: d is still held
+    EXPECT_EQ(by_destructor.calls, 0);
+  }
+  EXPECT_EQ(seen.released, 4);
+  EXPECT_EQ(seen.callbacks, 4);
+  for (int k = 0; k < 4; ++k) EXPECT_EQ(seen.released_before_callback[k], k + 1);
+  EXPECT_EQ(done.value, 5);
+  EXPECT_EQ(failed.err, Errc::io);
+  EXPECT_EQ(by_owner.err, Errc::cancelled);
+  EXPECT_EQ(by_destructor.err, Errc::cancelled);
+  EXPECT_TRUE(wheel.empty());
+}

@@ -259,7 +259,7 @@ class Runtime {
   Errc answer(Message msg);
   void settle(RequestId id, Message&& answer);
   Message take_answer(RequestId id);
-  void unlink_answer(WaitingAnswer& a);
+  void unlink_answer(WaitingAnswer& a, NodeIndex self);
   WaitingAnswer& waiting(NodeIndex i) {
     return *static_cast<WaitingAnswer*>(pending_.held(pending_.id_at(i)));
   }
@@ -324,7 +324,7 @@ class Runtime {
   detail::StartupArray<AgentId> targets_;  // whom each pending-table slot's request went to
   NodeIndex answers_head_ = kNil;          // answers waiting, oldest first
   NodeIndex answers_tail_ = kNil;
-  std::size_t answers_waiting_ = 0;
+  NodeIndex pass_end_ = kNil;  // the last answer the running dispatch pass settles
   detail::StartupArray<TimerEntry> timers_;
   std::uint32_t free_timer_ = 0;
   std::size_t timers_in_use_ = 0;

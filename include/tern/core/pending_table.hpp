@@ -171,8 +171,8 @@ class PendingTableBase {
   // ends by complete(), fail() or cancel(). The caller gives the bytes back with
   // unhold(); if the request ends while they are lent, the outcome they held counts as
   // late and the release hook gets them (and the slot's index) first, before anything
-  // else of the ending runs, and must destroy what it put there without calling into
-  // this table.
+  // else of the ending runs, and must destroy what it put there; it may read the table
+  // (held(), id_at()) but not start or end requests.
   // Null if `id` is not pending or its storage is already lent.
   static constexpr std::size_t kHeldBytes = sizeof(Timer);
   void* hold(RequestId id) {
