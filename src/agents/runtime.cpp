@@ -303,7 +303,9 @@ const Runtime::AgentSlot* Runtime::slot(AgentId a) const {
 
 Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   if (shutting_down_) return Errc::shutdown;
-  if (options.mailbox == 0) return Errc::invalid_argument;
+  if (options.mailbox == 0 || options.max_restarts > AgentOptions::kMaxRestarts) {
+    return Errc::invalid_argument;
+  }
   if (group_stop_reason(options.group) != Errc::ok) return Errc::closed;  // escalated: stopped
   if (agent_count_ >= config_.max_agents) return Errc::full;
   if (nodes_reserved_ + options.mailbox > config_.max_messages) return Errc::full;
@@ -813,19 +815,18 @@ void Runtime::supervise(AgentId id, Errc reason, bool failure) {
   if (!wants_restart) return;
   // Restart intensity: more than max_restarts within restart_window escalates.
   Instant now = reactor_.now();
-  std::uint8_t max = s.options.max_restarts > 8 ? 8 : s.options.max_restarts;
   std::size_t recent = 0;
   for (const Instant& t : s.restart_times) {
     if (t != Instant() && now - t < s.options.restart_window) ++recent;
   }
-  if (recent >= max) {
+  if (recent >= s.options.max_restarts) {
     log_event(LogLevel::error, id, "restart intensity exceeded: its group stops", reason);
     escalate(s.options.group, id, reason);
     return;
   }
   log_event(LogLevel::warn, id, failure ? "failed; restarting" : "stopped; restarting", reason);
   s.restart_times[s.restart_head] = now == Instant() ? Instant(1) : now;
-  s.restart_head = static_cast<std::uint8_t>((s.restart_head + 1) % 8);
+  s.restart_head = static_cast<std::uint8_t>((s.restart_head + 1) % AgentOptions::kMaxRestarts);
   s.restart_pending = true;  // on a later turn, so a crash loop cannot recurse
   schedule();
 }

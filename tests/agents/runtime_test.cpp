@@ -815,6 +815,31 @@ TEST(Runtime, RestartsOutsideTheWindowDoNotEscalate) {
   EXPECT_EQ(f.rt.stats().escalations, 0u);
 }
 
+// The restart ring holds AgentOptions::kMaxRestarts restarts: a larger max_restarts is
+// refused at spawn (it used to be cut to 8 silently), and the largest allowed is exact:
+// 8 restarts inside the window are taken, the 9th escalates.
+TEST(Runtime, MaxRestartsIsRefusedAboveTheRingAndExactAtItsSize) {
+  Fixture f;
+  Flaky flaky;
+  auto refused = f.rt.spawn(flaky, {.name = "flaky", .max_restarts = tern::AgentOptions::kMaxRestarts + 1});
+  EXPECT_EQ(refused.error(), Errc::invalid_argument);
+  EXPECT_EQ(f.rt.agent_count(), 0u);
+  auto id = f.rt.spawn(flaky, {.name = "flaky", .max_restarts = tern::AgentOptions::kMaxRestarts,
+                               .restart_window = tern::seconds(10), .group = 1});
+  ASSERT_TRUE(id.ok());
+  for (int i = 0; i < tern::AgentOptions::kMaxRestarts; ++i) {
+    ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
+    f.advance(tern::ms(10));
+  }
+  EXPECT_EQ(f.rt.counters(*id)->restarts, 8u);
+  EXPECT_EQ(f.rt.stats().escalations, 0u);
+  EXPECT_EQ(f.rt.state(*id), tern::AgentState::running);
+  ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
+  f.advance(tern::ms(10));
+  EXPECT_EQ(f.rt.stats().escalations, 1u);
+  EXPECT_EQ(f.rt.state(*id), tern::AgentState::stopped);
+}
+
 TEST(Runtime, SelectiveReceiveTakesTheFirstMatch) {
   Fixture f;
   struct Picky : tern::Agent {

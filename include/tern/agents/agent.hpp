@@ -104,7 +104,8 @@ struct AgentOptions {
   const char* name = "agent";
   std::uint16_t mailbox = 16;          // messages waiting, across all priorities
   Restart restart = Restart::on_failure;
-  std::uint8_t max_restarts = 3;       // at most this many restarts ...
+  static constexpr std::uint8_t kMaxRestarts = 8;  // the most max_restarts can be
+  std::uint8_t max_restarts = 3;       // at most this many restarts (0..kMaxRestarts) ...
   Duration restart_window = seconds(5);  // ... within this window, else escalate
   GroupId group = kRootGroup;          // who stops together on escalation
 };

@@ -86,7 +86,8 @@ class Runtime {
 
   // Adds `agent` and runs its on_start now. The object must outlive the runtime.
   // Errors: full (no agent slot, or not enough message nodes for the mailbox),
-  // invalid_argument (mailbox 0), closed (its group escalated and stays stopped),
+  // invalid_argument (mailbox 0, or max_restarts over AgentOptions::kMaxRestarts),
+  // closed (its group escalated and stays stopped),
   // shutdown.
   Result<AgentId> spawn(Agent& agent, const AgentOptions& options = AgentOptions{});
 
@@ -197,7 +198,7 @@ class Runtime {
     bool group_stopped = false;  // its group escalated: it stays stopped (in padding)
     Mailbox mailbox;
     AgentCounters counters;
-    Instant restart_times[8];   // ring of recent restarts, for the intensity check
+    Instant restart_times[AgentOptions::kMaxRestarts];  // recent restarts, a ring
     std::uint8_t restart_head = 0;
     bool in_handler = false;
     bool stop_pending = false;  // stop requested inside a handler
