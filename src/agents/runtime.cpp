@@ -228,14 +228,14 @@ Reply Context::reply_to(const Message& request) {
   if (request.kind != MessageKind::request) return Reply();
   return Reply(&runtime_, request.correlation, request.sender, self_);
 }
-void Context::stop_self() { (void)runtime_.stop(self_, Errc::ok); }
+void Context::stop_self() { (void)runtime_.stop_agent(self_, Errc::ok, Runtime::StopKind::self); }
 void Context::fail(Errc reason) {
   Runtime::AgentSlot* s = runtime_.slot(self_);
   if (!s || s->state != AgentState::running) return;
   if (s->in_handler) {
-    s->stop_when_handler_returns(reason == Errc::ok ? Errc::failed : reason, true);
+    s->stop_when_handler_returns(reason == Errc::ok ? Errc::failed : reason, Runtime::StopKind::failure);
   } else {
-    runtime_.supervise(self_, reason == Errc::ok ? Errc::failed : reason, true);
+    runtime_.supervise(self_, reason == Errc::ok ? Errc::failed : reason, Runtime::StopKind::failure);
   }
 }
 Errc Context::stop_reason() const {
@@ -251,7 +251,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       config_(sized(config)),
       payloads_(config.payloads, config.arena),
       agents_(allocate_array<AgentSlot>(config_.max_agents, config.arena)),
-      nodes_(allocate_array<Node>(config.max_messages, config.arena)),
+      nodes_(allocate_array<Node>(config.max_messages + 1, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
       targets_(allocate_array<AgentId>(config.max_pending, config.arena)),
@@ -259,12 +259,17 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       topics_(allocate_array<Topic>(config.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
   detail::startup_finish(config.arena);
-  if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
+  if (config_.max_messages + 1 >= kNil) panic("RuntimeConfig: max_messages must be below 65534");
+  // One node more than the mailboxes reserve: a message being handled keeps its node
+  // (delivered in place) while its agent's mailbox already counts it out, so without the
+  // spare that agent could fill its mailbox again and take a node another agent's
+  // reservation counts on.
+  const std::size_t nodes = config_.max_messages + 1;
   if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;
-  for (std::size_t i = 0; i < config_.max_messages; ++i) {
-    nodes_[i].next = static_cast<NodeIndex>(i + 1 < config_.max_messages ? i + 1 : kNil);
+  for (std::size_t i = 0; i < nodes; ++i) {
+    nodes_[i].next = static_cast<NodeIndex>(i + 1 < nodes ? i + 1 : kNil);
   }
-  free_node_ = config_.max_messages ? 0 : kNil;
+  free_node_ = 0;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
   pending_.set_runner(&Runtime::run_reply, this, &Runtime::drop_answer);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -303,7 +308,8 @@ const Runtime::AgentSlot* Runtime::slot(AgentId a) const {
 
 Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   if (shutting_down_) return Errc::shutdown;
-  if (options.mailbox == 0 || options.max_restarts > AgentOptions::kMaxRestarts) {
+  if (options.mailbox == 0 || options.max_restarts > AgentOptions::kMaxRestarts ||
+      options.restart_window <= Duration::zero()) {
     return Errc::invalid_argument;
   }
   if (group_stop_reason(options.group) != Errc::ok) return Errc::closed;  // escalated: stopped
@@ -321,7 +327,10 @@ Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   nodes_reserved_ += options.mailbox;
   Context ctx(*this, id);
   s.in_handler = true;
-  agent.on_start(ctx);
+  {
+    CorrelationScope scope(log_correlation_, RequestId{});  // may be inside a request's handler
+    agent.on_start(ctx);
+  }
   s.in_handler = false;
   after_handler(id, s);
   return id;
@@ -671,15 +680,15 @@ void Runtime::dispatch() {
   // Several passes in one reactor turn while work remains (each pass is fair: at most
   // dispatch_budget messages per agent), capped so I/O and timers still get their turn.
   constexpr std::uint64_t kMaxCallsPerTurn = 256;
+  // Restarts only in the first pass: one that a pass asks for waits for the next turn
+  // (supervise() scheduled it), so an agent that fails in on_start cannot spin a turn.
   const std::uint64_t start = stats_.delivered;
-  bool more;
-  do {
-    more = dispatch_pass();
-  } while (more && stats_.delivered - start < kMaxCallsPerTurn);
+  bool more = dispatch_pass(true);
+  while (more && stats_.delivered - start < kMaxCallsPerTurn) more = dispatch_pass(false);
   if (more) schedule();
 }
 
-bool Runtime::dispatch_pass() {
+bool Runtime::dispatch_pass(bool restarts) {
   // Replies first: they end requests, which frees table slots for new work.
   // Up to the answer that was last when the pass began (pass_end_, which moves back if
   // that one is taken out early): answers given during these callbacks wait for the
@@ -694,7 +703,7 @@ bool Runtime::dispatch_pass() {
   for (std::size_t k = 0; k < agent_count_; ++k) {
     auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
     AgentSlot& s = agents_[id];
-    if (s.restart_pending) restart(id, s);
+    if (restarts && s.restart_pending) restart(id, s);
     for (std::size_t m = 0; m < config_.dispatch_budget; ++m) {
       if (s.state != AgentState::running || s.stop_pending) break;
       NodeIndex i = detach_next(s);
@@ -706,8 +715,7 @@ bool Runtime::dispatch_pass() {
   if (agent_count_) rr_cursor_ = (rr_cursor_ + 1) % agent_count_;
   bool more = answers_head_ != kNil;
   for (std::size_t k = 0; k < agent_count_ && !more; ++k) {
-    more = (agents_[k].state == AgentState::running && agents_[k].mailbox.count) ||
-           agents_[k].restart_pending;
+    more = agents_[k].state == AgentState::running && agents_[k].mailbox.count;
   }
   return more;
 }
@@ -735,20 +743,30 @@ void Runtime::deliver(AgentId id, AgentSlot& s, Message& msg) {
 void Runtime::after_handler(AgentId id, AgentSlot& s) {
   if (!s.stop_pending) return;
   s.stop_pending = false;
-  supervise(id, s.stop_reason, s.stop_is_failure);
+  supervise(id, s.stop_reason, s.stop_kind);
 }
 
 // ---- stopping and supervision ----
 
-Errc Runtime::stop(AgentId agent, Errc reason) {
+Errc Runtime::stop(AgentId agent, Errc reason) { return stop_agent(agent, reason, StopKind::external); }
+
+Errc Runtime::stop_agent(AgentId agent, Errc reason, StopKind kind) {
   AgentSlot* s = slot(agent);
   if (!s) return Errc::not_found;
-  if (s->state != AgentState::running) return Errc::closed;
+  if (s->state != AgentState::running) {
+    // Failed and waiting for its restart (on a later turn): a stop from outside keeps
+    // it stopped.
+    if (s->restart_pending && kind == StopKind::external) {
+      s->restart_pending = false;
+      return Errc::ok;
+    }
+    return Errc::closed;
+  }
   if (s->in_handler) {
-    s->stop_when_handler_returns(reason, false);
+    s->stop_when_handler_returns(reason, kind);
     return Errc::ok;
   }
-  supervise(agent, reason, false);
+  supervise(agent, reason, kind);
   return Errc::ok;
 }
 
@@ -803,15 +821,16 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   flush_mailbox(id, s, reason);
 }
 
-void Runtime::supervise(AgentId id, Errc reason, bool failure) {
+void Runtime::supervise(AgentId id, Errc reason, StopKind kind) {
   CorrelationScope scope(log_correlation_, RequestId{});  // may run inside another agent's handler
   AgentSlot& s = agents_[id];
   if (s.state != AgentState::running) return;
+  const bool failure = kind == StopKind::failure;
   terminate(id, reason, failure);
   // group_stopped: its group escalated, perhaps from a callback that terminate ran.
   bool wants_restart = !shutting_down_ && !s.group_stopped &&
-                       (s.options.restart == Restart::always ||
-                        (failure && s.options.restart == Restart::on_failure));
+                       ((failure && s.options.restart != Restart::never) ||
+                        (kind == StopKind::self && s.options.restart == Restart::always));
   if (!wants_restart) return;
   // Restart intensity: more than max_restarts within restart_window escalates.
   Instant now = reactor_.now();
@@ -841,7 +860,10 @@ void Runtime::restart(AgentId id, AgentSlot& s) {
   s.agent->reset();
   Context ctx(*this, id);
   s.in_handler = true;
-  s.agent->on_start(ctx);
+  {
+    CorrelationScope scope(log_correlation_, RequestId{});
+    s.agent->on_start(ctx);
+  }
   s.in_handler = false;
   after_handler(id, s);
 }
@@ -861,7 +883,7 @@ void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
     s.group_stopped = true;  // never restarted, even if it is stopping right now
     if (s.state != AgentState::running) continue;
     if (s.in_handler) {  // as stop() would
-      s.stop_when_handler_returns(Errc::cancelled, false);
+      s.stop_when_handler_returns(Errc::cancelled, StopKind::external);
     } else {
       terminate(static_cast<AgentId>(k), Errc::cancelled, false);
     }
@@ -904,7 +926,7 @@ void Runtime::shutdown(Duration grace) {
     s.restart_pending = false;
     if (s.state != AgentState::running) continue;
     if (s.in_handler) {
-      s.stop_when_handler_returns(Errc::shutdown, false);
+      s.stop_when_handler_returns(Errc::shutdown, StopKind::external);
     } else {
       terminate(static_cast<AgentId>(k), Errc::shutdown, false);
     }

@@ -721,16 +721,21 @@ TEST(Runtime, FailedAgentIsRestartedWithinIntensityThenGroupEscalates) {
   EXPECT_EQ(f.rt.group_stop_reason(2), Errc::ok);
 }
 
-// A's handler stops its sibling B, whose restart intensity is used up: the group
-// escalates while A is inside its handler. A stops when the handler returns, not in the
-// middle of it, and is not restarted although its policy says always.
+// A's handler spawns C into A's group, and C fails in its on_start with no restarts
+// allowed: the group escalates while A is inside its handler. A stops when the handler
+// returns, not in the middle of it, and is not restarted although its policy says
+// always; its sibling B stops too.
 TEST(Runtime, EscalationStopsAGroupMemberInItsHandlerOnlyAfterTheHandlerReturns) {
   Fixture f;
   int escalations = 0;
   f.rt.set_escalation_handler([&](tern::GroupId, AgentId, Errc) { ++escalations; });
+  struct Crasher : tern::Agent {
+    void on_start(Context& ctx) override { ctx.fail(Errc::io); }
+  };
   struct StopsSibling : tern::Agent {
     Runtime* rt = nullptr;
     AgentId sibling = tern::kNoAgent;
+    Crasher crasher;
     bool in_body = false;
     bool finished_body = false;
     bool stopped_inside_body = false;
@@ -739,7 +744,8 @@ TEST(Runtime, EscalationStopsAGroupMemberInItsHandlerOnlyAfterTheHandlerReturns)
     void on_start(Context&) override { ++starts; }
     void on_message(Context&, Message&) override {
       in_body = true;
-      (void)rt->stop(sibling);
+      (void)rt->spawn(crasher, {.name = "crasher", .restart = tern::Restart::on_failure,
+                                .max_restarts = 0, .group = 1});
       finished_body = true;
       in_body = false;
     }
@@ -750,7 +756,7 @@ TEST(Runtime, EscalationStopsAGroupMemberInItsHandlerOnlyAfterTheHandlerReturns)
   } a;
   Recorder b;
   auto ia = f.rt.spawn(a, {.name = "a", .restart = tern::Restart::always, .group = 1});
-  auto ib = f.rt.spawn(b, {.name = "b", .restart = tern::Restart::always, .max_restarts = 0, .group = 1});
+  auto ib = f.rt.spawn(b, {.name = "b", .restart = tern::Restart::always, .group = 1});
   ASSERT_TRUE(ia.ok() && ib.ok());
   a.rt = &f.rt;
   a.sibling = *ib;
@@ -836,6 +842,125 @@ TEST(Runtime, MaxRestartsIsRefusedAboveTheRingAndExactAtItsSize) {
   EXPECT_EQ(f.rt.state(*id), tern::AgentState::running);
   ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);
   f.advance(tern::ms(10));
+  EXPECT_EQ(f.rt.stats().escalations, 1u);
+  EXPECT_EQ(f.rt.state(*id), tern::AgentState::stopped);
+}
+
+// A mailbox's room is its own: an agent handling a message (which keeps its node until
+// the handler returns) that fills its mailbox again does not take the room another
+// agent's mailbox reserved, even when the mailboxes add up to max_messages exactly.
+TEST(Runtime, AHandlerRefillingItsMailboxLeavesOtherMailboxesTheirRoom) {
+  ManualClock clock;
+  Reactor reactor(Fixture::reactor_config(clock));
+  tern::RuntimeConfig config = Fixture::runtime_config();
+  config.max_messages = 2;
+  Runtime rt(reactor, config);
+  struct Refiller : tern::Agent {
+    Runtime* rt = nullptr;
+    AgentId other = tern::kNoAgent;
+    Errc to_self = Errc::not_found, to_other = Errc::not_found;
+    int seen = 0;
+    void on_message(Context& ctx, Message&) override {
+      if (seen++ > 0) return;
+      to_self = ctx.send(ctx.self(), value(2));
+      to_other = ctx.send(other, value(3));
+    }
+  } a;
+  Recorder b;
+  auto ia = rt.spawn(a, {.name = "a", .mailbox = 1});
+  auto ib = rt.spawn(b, {.name = "b", .mailbox = 1});
+  ASSERT_TRUE(ia.ok() && ib.ok());
+  a.other = *ib;
+  ASSERT_EQ(rt.send(*ia, value(1)), Errc::ok);
+  reactor.run_until_idle();
+  EXPECT_EQ(a.to_self, Errc::ok);
+  EXPECT_EQ(a.to_other, Errc::ok);
+  EXPECT_EQ(rt.counters(*ib)->mailbox_rejected, 0u);
+  EXPECT_EQ(b.n, 1);
+  EXPECT_EQ(a.seen, 2);
+  EXPECT_EQ(rt.messages_in_use(), 0u);
+}
+
+// Restart::always restarts an agent after stop_self(), never after a stop() from
+// outside or from another agent: stopped that way it stays stopped, with no restart
+// counted toward its intensity (repeated stops used to escalate its group).
+TEST(Runtime, StopFromOutsideIsForGoodAndStopSelfRestartsAnAlwaysAgent) {
+  Fixture f;
+  struct Quitter : tern::Agent {
+    int starts = 0;
+    void on_start(Context&) override { ++starts; }
+    void on_message(Context& ctx, Message&) override { ctx.stop_self(); }
+  } self_stopper, stopped;
+  auto a = f.rt.spawn(self_stopper, {.name = "a", .restart = tern::Restart::always});
+  auto b = f.rt.spawn(stopped, {.name = "b", .restart = tern::Restart::always});
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_EQ(f.rt.send(*a, value(1)), Errc::ok);
+  ASSERT_EQ(f.rt.stop(*b), Errc::ok);
+  f.run();
+  EXPECT_EQ(self_stopper.starts, 2);
+  EXPECT_EQ(f.rt.state(*a), tern::AgentState::running);
+  EXPECT_EQ(stopped.starts, 1);
+  EXPECT_EQ(f.rt.state(*b), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.stop(*b), Errc::closed);
+  EXPECT_EQ(f.rt.counters(*b)->restarts, 0u);
+  EXPECT_EQ(f.rt.stats().escalations, 0u);
+}
+
+// An agent that failed waits for its restart until the next turn; a stop() in between
+// keeps it stopped (it used to answer closed and let the restart happen).
+TEST(Runtime, StopBetweenAFailureAndItsRestartKeepsTheAgentStopped) {
+  Fixture f;
+  Flaky flaky;
+  auto id = f.rt.spawn(flaky, {.name = "flaky"});
+  ASSERT_TRUE(id.ok());
+  struct Stopper : tern::Agent {
+    Runtime* rt = nullptr;
+    AgentId target = tern::kNoAgent;
+    Errc result = Errc::not_found;
+    void on_message(Context&, Message&) override { result = rt->stop(target); }
+  } stopper;
+  auto s = f.rt.spawn(stopper, {.name = "stopper"});
+  ASSERT_TRUE(s.ok());
+  stopper.rt = &f.rt;
+  stopper.target = *id;
+  ASSERT_EQ(f.rt.send(*id, value(-1)), Errc::ok);  // flaky fails in this pass ...
+  ASSERT_EQ(f.rt.send(*s, value(1)), Errc::ok);    // ... and is stopped later in it
+  f.run();
+  EXPECT_EQ(stopper.result, Errc::ok);
+  EXPECT_EQ(flaky.starts, 1);
+  EXPECT_EQ(f.rt.state(*id), tern::AgentState::stopped);
+  EXPECT_EQ(f.rt.counters(*id)->restarts, 0u);
+}
+
+// A restart happens on the reactor turn after the failure, one per turn, so an agent
+// that fails in its on_start cannot keep a turn busy; the intensity still escalates.
+// A restart window of zero or less is refused: it would never count a restart.
+TEST(Runtime, RestartsTakeOneTurnEachSoAnOnStartCrashLoopCannotHoldATurn) {
+  Fixture f;
+  struct Crashes : tern::Agent {
+    int starts = 0;
+    void on_start(Context& ctx) override {
+      if (++starts > 1) ctx.fail(Errc::io);
+    }
+    void on_message(Context& ctx, Message&) override { ctx.fail(Errc::io); }
+  } crashes;
+  EXPECT_EQ(f.rt.spawn(crashes, {.name = "c", .restart_window = tern::Duration::zero()}).error(),
+            Errc::invalid_argument);
+  auto id = f.rt.spawn(crashes, {.name = "c", .max_restarts = 3, .restart_window = tern::seconds(10),
+                                 .group = 1});
+  ASSERT_TRUE(id.ok());
+  ASSERT_EQ(f.rt.send(*id, value(1)), Errc::ok);
+  (void)f.reactor.run_once(tern::Duration::zero());  // handles the message: fails
+  EXPECT_EQ(crashes.starts, 1);
+  for (int turn = 2; turn <= 3; ++turn) {
+    (void)f.reactor.run_once(tern::Duration::zero());
+    EXPECT_EQ(crashes.starts, turn);
+    EXPECT_EQ(f.rt.stats().escalations, 0u);
+  }
+  (void)f.reactor.run_once(tern::Duration::zero());  // the 4th failure is one too many
+  EXPECT_EQ(crashes.starts, 4);
+  f.run();
+  EXPECT_EQ(crashes.starts, 4);
   EXPECT_EQ(f.rt.stats().escalations, 1u);
   EXPECT_EQ(f.rt.state(*id), tern::AgentState::stopped);
 }
@@ -940,6 +1065,7 @@ TEST(Runtime, RandomWorkloadEndsEveryRequestExactlyOnce) {
     Reply held[4];
     void on_message(Context& ctx, Message& m) override {
       if (m.value == -1) ctx.fail(Errc::failed);
+      if (m.value == -2) ctx.stop_self();  // restarted: Restart::always
     }
     void on_request(Context& ctx, Message& m, Reply reply) override {
       switch (rng->below(4)) {
@@ -990,7 +1116,7 @@ TEST(Runtime, RandomWorkloadEndsEveryRequestExactlyOnce) {
     } else if (r < 70) {
       (void)f.rt.send(to, value(rng.below(10) == 0 ? -1 : 1));
     } else if (r < 72) {
-      (void)f.rt.stop(to);
+      (void)f.rt.send(to, value(-2));
     } else {
       f.advance(tern::ms(static_cast<std::int64_t>(rng.below(10))));
     }
@@ -1286,6 +1412,34 @@ TEST(Runtime, LogLinesCarryTheRequestTheyBelongTo) {
   EXPECT_STREQ(f.capture.lines[4].text, "outside");
   EXPECT_FALSE(static_cast<bool>(f.capture.lines[4].correlation));
   responder.held = Reply();
+  rt.shutdown(tern::Duration::zero());
+}
+
+// An agent spawned from inside a request's handler logs its on_start lines under no
+// request: they are not the request's.
+TEST(Runtime, AnAgentSpawnedInsideAHandlerDoesNotLogUnderItsRequest) {
+  LogFixture f;
+  Runtime rt(f.reactor, f.logging_config(tern::LogLevel::info));
+  struct Child : tern::Agent {
+    void on_start(Context& ctx) override { ctx.log().info("child starts"); }
+  };
+  struct Parent : tern::Agent {
+    Child child;
+    void on_request(Context& ctx, Message& m, Reply reply) override {
+      ctx.log().info("asked");
+      EXPECT_TRUE(ctx.runtime().spawn(child, {.name = "child"}).ok());
+      (void)reply.ok(m);
+    }
+  } parent;
+  auto p = rt.spawn(parent, {.name = "parent"});
+  ASSERT_TRUE(p.ok());
+  auto id = rt.request(*p, value(1), {.timeout = tern::ms(50)}, [](Result<Message>) {});
+  ASSERT_TRUE(id.ok());
+  f.run();
+  ASSERT_EQ(f.capture.n, 2);
+  EXPECT_TRUE(f.capture.lines[0].correlation == *id);
+  EXPECT_STREQ(f.capture.lines[1].text, "child starts");
+  EXPECT_FALSE(static_cast<bool>(f.capture.lines[1].correlation));
   rt.shutdown(tern::Duration::zero());
 }
 

@@ -86,7 +86,8 @@ class Runtime {
 
   // Adds `agent` and runs its on_start now. The object must outlive the runtime.
   // Errors: full (no agent slot, or not enough message nodes for the mailbox),
-  // invalid_argument (mailbox 0, or max_restarts over AgentOptions::kMaxRestarts),
+  // invalid_argument (mailbox 0, max_restarts over AgentOptions::kMaxRestarts, or a
+  // restart_window not above zero),
   // closed (its group escalated and stays stopped),
   // shutdown.
   Result<AgentId> spawn(Agent& agent, const AgentOptions& options = AgentOptions{});
@@ -130,9 +131,11 @@ class Runtime {
   Errc subscribe(AgentId agent, const char* pattern);
   Errc unsubscribe(AgentId agent, TopicId topic);
 
-  // Stops `agent` (no restart). Its requests, timers and queued messages are cancelled
-  // and its on_stop runs before this returns — or, from inside its own handler, right
-  // after that handler returns. Errors: not_found, closed (already stopped).
+  // Stops `agent` for good, whatever its Restart (an agent that failed and waits for
+  // its restart is not restarted). Its requests, timers and queued messages are
+  // cancelled and its on_stop runs before this returns — or, from inside its own
+  // handler, right after that handler returns. Errors: not_found, closed (already
+  // stopped).
   Errc stop(AgentId agent, Errc reason = Errc::ok);
 
   // Refuses new work (send, publish, request: Errc::shutdown), lets queued work and
@@ -173,6 +176,9 @@ class Runtime {
   friend class Reply;
   using NodeIndex = std::uint16_t;
   static constexpr NodeIndex kNil = 0xFFFF;
+  // How an agent came to stop, which decides whether it is restarted (see Restart):
+  // stop() from outside or from another agent, stop_self(), or fail().
+  enum class StopKind : std::uint8_t { external, self, failure };
   // A slot holds the requester's callback itself; the runtime's bookkeeping around it
   // runs in run_reply, the table's runner.
   using Pending = PendingTableBase<Message, detail::kPortCallbackCaptureBytes,
@@ -202,15 +208,15 @@ class Runtime {
     std::uint8_t restart_head = 0;
     bool in_handler = false;
     bool stop_pending = false;  // stop requested inside a handler
-    bool stop_is_failure = false;
+    StopKind stop_kind = StopKind::external;
     bool restart_pending = false;
     Errc stop_reason = Errc::ok;
     std::uint16_t start_order = 0;
     // For a stop asked while the agent is inside its handler: it happens when the
     // handler returns (after_handler).
-    void stop_when_handler_returns(Errc reason, bool failure) {
+    void stop_when_handler_returns(Errc reason, StopKind kind) {
       stop_pending = true;
-      stop_is_failure = failure;
+      stop_kind = kind;
       stop_reason = reason;
     }
   };
@@ -289,12 +295,13 @@ class Runtime {
   void schedule();
   static void on_dispatch(void* context);
   void dispatch();
-  bool dispatch_pass();
+  bool dispatch_pass(bool restarts);
   void deliver(AgentId id, AgentSlot& s, Message& msg);
   void after_handler(AgentId id, AgentSlot& s);
   void terminate(AgentId id, Errc reason, bool failure);
   void log_event(LogLevel level, AgentId agent, const char* what, Errc reason);
-  void supervise(AgentId id, Errc reason, bool failure);
+  void supervise(AgentId id, Errc reason, StopKind kind);
+  Errc stop_agent(AgentId agent, Errc reason, StopKind kind);
   void escalate(GroupId group, AgentId culprit, Errc reason);
   void flush_mailbox(AgentId id, AgentSlot& s, Errc reason);
   void restart(AgentId id, AgentSlot& s);
@@ -350,7 +357,7 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   auto at_least_one = [](std::size_t n) { return n ? n : std::size_t{1}; };
   std::size_t used = PayloadPool::arena_bytes(config.payloads);
   used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(sized(config).max_agents));
-  used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
+  used = detail::StartupArray<Node>::arena_step(used, config.max_messages + 1);  // + the spare
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<AgentId>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
