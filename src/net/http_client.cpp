@@ -317,6 +317,9 @@ struct HttpClient::Impl {
     HttpResponseParser* parser = nullptr;
     bool got_response_bytes = false;
     bool resumed = false;  // this connection's handshake resumed a saved session
+    // bio_recv saw the peer's FIN. mbedtls_ssl_read returns 0 both for that and for
+    // empty application-data records (two back to back), and only this tells them apart.
+    bool transport_eof = false;
   };
 
   struct Request {
@@ -1082,6 +1085,7 @@ struct HttpClient::Impl {
       return;
     }
     mbedtls_ssl_set_bio(&c.ssl, &c, &Impl::bio_send, &Impl::bio_recv, nullptr);
+    c.transport_eof = false;
     mbedtls_ssl_set_verify(&c.ssl, &Impl::verify_peer_name, &c);
     c.resumed = false;
     if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
@@ -1116,6 +1120,7 @@ struct HttpClient::Impl {
   static int bio_recv(void* ctx, unsigned char* buf, std::size_t len) {
     Conn& c = *static_cast<Conn*>(ctx);
     ssize_t n = ::recv(c.fd, buf, len, 0);
+    if (n == 0 && len > 0) c.transport_eof = true;
     if (n >= 0) return static_cast<int>(n);
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return MBEDTLS_ERR_SSL_WANT_READ;
     return MBEDTLS_ERR_NET_RECV_FAILED;
@@ -1282,6 +1287,10 @@ struct HttpClient::Impl {
         if (n == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
           n = 0;
           clean_eof = true;
+        } else if (n == 0 && !c.transport_eof) {
+          // Empty records (legal, sent e.g. against IV prediction), not the end of the
+          // stream: read on. mbedTLS fails a long run of them itself, so this ends.
+          continue;
         }
         if (n < 0) {
           exchange_failed(c, q, n == MBEDTLS_ERR_NET_RECV_FAILED || n == MBEDTLS_ERR_NET_CONN_RESET ? Errc::io : Errc::tls);

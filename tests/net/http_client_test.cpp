@@ -12,6 +12,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
+#include <mbedtls/x509_crt.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,6 +35,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tern/reactor/reactor.hpp"
@@ -1596,6 +1603,218 @@ TEST_F(HttpClientTest, CloseDelimitedTlsBodyEndedByBareFinIsNotAResponse) {
   o = get(client, url("plain", "/fault/close-delimited-fin?bytes=5000"));
   EXPECT_EQ(o.err, Errc::ok);
   EXPECT_EQ(o.body.size(), 5000u);
+}
+
+// ---- empty TLS records (RFC 5246 §6.2.1 allows them) ----
+
+// A one-connection TLS server made with mbedTLS, since upstream.py's Python TLS
+// cannot send an empty record. To the first request it answers `head`,
+// kEmptyRecords empty application-data records, "hello", then close_notify
+// unless told not to, and closes. The answer goes out in one send, so the empty
+// records reach the client back to back, which is when mbedtls_ssl_read returns
+// 0 for them. It stops by itself: accept waits at most 10 s, and each socket
+// read or write as long.
+class EmptyRecordServer {
+ public:
+  // The most mbedTLS takes in a row: a fourth fails the connection.
+  static constexpr int kEmptyRecords = 3;
+
+  EmptyRecordServer(const std::string& certs, std::string head,
+                    bool close_notify)
+      : head_(std::move(head)), close_notify_(close_notify) {
+    mbedtls_entropy_init(&entropy_);
+    mbedtls_ctr_drbg_init(&drbg_);
+    mbedtls_x509_crt_init(&cert_);
+    mbedtls_pk_init(&key_);
+    mbedtls_ssl_config_init(&conf_);
+    if (mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_, nullptr,
+                              0) != 0 ||
+        mbedtls_x509_crt_parse_file(&cert_, (certs + "/good.pem").c_str()) !=
+            0 ||
+#if MBEDTLS_VERSION_MAJOR < 3
+        mbedtls_pk_parse_keyfile(&key_, (certs + "/good.key").c_str(),
+                                 nullptr) != 0 ||
+#else
+        mbedtls_pk_parse_keyfile(&key_, (certs + "/good.key").c_str(), nullptr,
+                                 mbedtls_ctr_drbg_random, &drbg_) != 0 ||
+#endif
+        mbedtls_ssl_config_defaults(&conf_, MBEDTLS_SSL_IS_SERVER,
+                                    MBEDTLS_SSL_TRANSPORT_STREAM,
+                                    MBEDTLS_SSL_PRESET_DEFAULT) != 0 ||
+        mbedtls_ssl_conf_own_cert(&conf_, &cert_, &key_) != 0) {
+      error_ = "mbedTLS server setup failed";
+      return;
+    }
+    mbedtls_ssl_conf_rng(&conf_, mbedtls_ctr_drbg_random, &drbg_);
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (listen_fd_ < 0 ||
+        ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::listen(listen_fd_, 1) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &len) !=
+            0) {
+      error_ = "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = std::to_string(ntohs(sa.sin_port));
+    thread_ = std::thread([this] { error_ = serve(); });
+  }
+  ~EmptyRecordServer() {
+    join();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    mbedtls_ssl_config_free(&conf_);
+    mbedtls_pk_free(&key_);
+    mbedtls_x509_crt_free(&cert_);
+    mbedtls_ctr_drbg_free(&drbg_);
+    mbedtls_entropy_free(&entropy_);
+  }
+  EmptyRecordServer(const EmptyRecordServer&) = delete;
+  EmptyRecordServer& operator=(const EmptyRecordServer&) = delete;
+
+  const std::string& port() const { return port_; }
+  // Waits for the server to end: "" if it answered as planned, else why not.
+  std::string join() {
+    if (thread_.joinable()) thread_.join();
+    return error_;
+  }
+
+ private:
+  struct Peer {
+    int fd;
+    // While set, what mbedTLS writes is kept here instead of sent.
+    std::string* held;
+  };
+  static int bio_send(void* ctx, const unsigned char* buf, std::size_t len) {
+    Peer& p = *static_cast<Peer*>(ctx);
+    if (p.held) {
+      p.held->append(reinterpret_cast<const char*>(buf), len);
+      return static_cast<int>(len);
+    }
+    ssize_t n = ::send(p.fd, buf, len, MSG_NOSIGNAL);
+    return n >= 0 ? static_cast<int>(n) : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+  }
+  static int bio_recv(void* ctx, unsigned char* buf, std::size_t len) {
+    ssize_t n = ::recv(static_cast<Peer*>(ctx)->fd, buf, len, 0);
+    return n >= 0 ? static_cast<int>(n) : MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+  }
+
+  std::string serve() {
+    pollfd pfd{listen_fd_, POLLIN, 0};
+    if (::poll(&pfd, 1, 10000) != 1) return "no connection within 10 s";
+    Peer peer{::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC), nullptr};
+    if (peer.fd < 0) return "accept failed";
+    // Blocking I/O, each call bounded: a stuck client ends the server.
+    timeval tv{10, 0};
+    (void)::setsockopt(peer.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    (void)::setsockopt(peer.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    mbedtls_ssl_context ssl;
+    mbedtls_ssl_init(&ssl);
+    std::string result = answer(ssl, peer);
+    mbedtls_ssl_free(&ssl);
+    ::close(peer.fd);
+    return result;
+  }
+
+  std::string answer(mbedtls_ssl_context& ssl, Peer& peer) {
+    if (mbedtls_ssl_setup(&ssl, &conf_) != 0) return "mbedtls_ssl_setup failed";
+    mbedtls_ssl_set_bio(&ssl, &peer, bio_send, bio_recv, nullptr);
+    int rc = mbedtls_ssl_handshake(&ssl);
+    if (rc != 0) return "handshake failed: " + std::to_string(rc);
+    std::string request;
+    while (request.find("\r\n\r\n") == std::string::npos) {
+      unsigned char buf[1024];
+      rc = mbedtls_ssl_read(&ssl, buf, sizeof buf);
+      if (rc <= 0 || request.size() > 16384) return "no request head";
+      request.append(reinterpret_cast<const char*>(buf),
+                     static_cast<std::size_t>(rc));
+    }
+    std::string wire;
+    peer.held = &wire;
+    const unsigned char hello[] = {'h', 'e', 'l', 'l', 'o'};
+    if (mbedtls_ssl_write(&ssl,
+                          reinterpret_cast<const unsigned char*>(head_.data()),
+                          head_.size()) != static_cast<int>(head_.size()))
+      return "head not written";
+    for (int i = 0; i < kEmptyRecords; ++i) {
+      // "Attempting to write 0 bytes will result in an empty TLS application
+      // record being sent" (mbedTLS 2.28, mbedtls_ssl_write). Checked all the
+      // same: at least a record header must have come out.
+      const std::size_t before = wire.size();
+      if (mbedtls_ssl_write(&ssl, hello, 0) != 0 || wire.size() < before + 5)
+        return "empty record not written";
+    }
+    if (mbedtls_ssl_write(&ssl, hello, sizeof hello) !=
+        static_cast<int>(sizeof hello))
+      return "body not written";
+    if (close_notify_ && mbedtls_ssl_close_notify(&ssl) != 0)
+      return "no close_notify";
+    peer.held = nullptr;
+    for (std::size_t off = 0; off < wire.size();) {
+      ssize_t n =
+          ::send(peer.fd, wire.data() + off, wire.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return "send failed";
+      off += static_cast<std::size_t>(n);
+    }
+    return "";
+  }
+
+  std::string head_;
+  bool close_notify_;
+  mbedtls_entropy_context entropy_;
+  mbedtls_ctr_drbg_context drbg_;
+  mbedtls_x509_crt cert_;
+  mbedtls_pk_context key_;
+  mbedtls_ssl_config conf_;
+  int listen_fd_ = -1;
+  std::string port_;
+  std::string error_;
+  std::thread thread_;
+};
+
+// mbedtls_ssl_read returns 0 for two empty records in a row, as for a FIN: the
+// response must go on past them.
+TEST_F(HttpClientTest, EmptyTlsRecordsInsideAResponseAreSkipped) {
+  EmptyRecordServer server(g_env->dir + "/certs",
+                           "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                           /*close_notify=*/true);
+  ASSERT_NE(server.port(), "") << server.join();
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "https://127.0.0.1:" + server.port() + "/");
+  EXPECT_EQ(server.join(), "");
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.status, 200);
+  EXPECT_EQ(o.body, "hello");
+  expect_quiescent(client);
+}
+
+// A close-delimited body: the empty records do not end it, and its end is the
+// close_notify that follows.
+TEST_F(HttpClientTest, EmptyTlsRecordsDoNotEndACloseDelimitedBody) {
+  EmptyRecordServer server(g_env->dir + "/certs",
+                           "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                           /*close_notify=*/true);
+  ASSERT_NE(server.port(), "") << server.join();
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "https://127.0.0.1:" + server.port() + "/");
+  EXPECT_EQ(server.join(), "");
+  EXPECT_EQ(o.err, Errc::ok);
+  EXPECT_EQ(o.body, "hello");
+}
+
+// Skipping empty records must not turn a bare FIN into a clean end: without
+// close_notify the close-delimited body may have been cut.
+TEST_F(HttpClientTest, EmptyTlsRecordsThenABareFinIsNotAResponse) {
+  EmptyRecordServer server(g_env->dir + "/certs",
+                           "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                           /*close_notify=*/false);
+  ASSERT_NE(server.port(), "") << server.join();
+  HttpClient client(reactor_, config_);
+  Outcome o = get(client, "https://127.0.0.1:" + server.port() + "/");
+  EXPECT_EQ(server.join(), "");
+  EXPECT_EQ(o.err, Errc::tls);
 }
 
 // A peer that answers with 100 Continue forever gets too_large, not the reactor.
