@@ -101,14 +101,16 @@ Instant clock_now() {
 // only after cpsie. So the flag and the deadline are tested with interrupts
 // masked, and an interrupt arriving after the test still ends the WFI: no lost
 // wake-up. Sleeping is in whole ticks: SysTick is what ends a WFI when nothing
-// else does.
-void wait(detail::PortState& s, Duration timeout) {
+// else does. The deadline counts from the reactor's own clock reading: counted from a
+// later one it would fall just after the tick boundary the reactor computed, and the
+// SysTick at that boundary would find it not yet reached and sleep one tick more.
+void wait(detail::PortState& s, Instant start, Duration timeout) {
   if (timeout.us == 0) {
     s.wake_pending = false;  // the caller drains its inbox right after this
     return;
   }
   const bool bounded = timeout.us > 0;
-  const Instant deadline = bounded ? clock_now() + timeout : Instant::never();
+  const Instant deadline = bounded ? start + timeout : Instant::never();
   for (;;) {
     asm volatile("cpsid i" : : : "memory");
     if (s.wake_pending) {

@@ -92,7 +92,11 @@ Instant clock_now() {
   return Instant(static_cast<std::int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000);
 }
 
-void wait(detail::PortState& s, Duration timeout) {
+void wait(detail::PortState& s, Instant start, Duration timeout) {
+  if (timeout > Duration::zero()) {  // what is left of it
+    timeout = timeout - (clock_now() - start);
+    if (timeout < Duration::zero()) timeout = Duration::zero();
+  }
   if (timeout == Duration::zero()) {
     event_base_loop(s.base, EVLOOP_NONBLOCK | EVLOOP_ONCE);
     return;

@@ -21,10 +21,12 @@ void destroy(detail::PortState& s);
 // The port's monotonic clock in microseconds (CLOCK_MONOTONIC, SysTick, ...).
 Instant clock_now();
 
-// Blocks until an fd is ready, wake() was called, or `timeout` has elapsed.
+// Blocks until an fd is ready, wake() was called, or `timeout` has elapsed since
+// `start`, the clock_now() reading the caller computed it from (so the time the caller
+// spent since then does not push the deadline later).
 // timeout < 0: no limit; timeout == 0: poll without blocking. For every ready
 // watched fd it calls detail::reactor_io_ready(owner, slot, events).
-void wait(detail::PortState& s, Duration timeout);
+void wait(detail::PortState& s, Instant start, Duration timeout);
 
 // Makes a wait() in progress (or the next one) return promptly. Safe from any
 // thread and from interrupt handlers; never blocks, never allocates.

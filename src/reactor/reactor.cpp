@@ -278,7 +278,7 @@ std::size_t Reactor::run_once(Duration max_wait) {
   last_poll_ = start;
   ++stats_.polls;
   if (timeout > Duration::zero()) ++stats_.waits;
-  port::wait(port_, timeout >= Duration::max() ? Duration(-1) : timeout);
+  port::wait(port_, start, timeout >= Duration::max() ? Duration(-1) : timeout);
   std::size_t n = static_cast<std::size_t>(stats_.io_events - io_before);
   return n + run_due(timeout > Duration::zero() ? now() : start);
 }
