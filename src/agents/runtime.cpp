@@ -232,10 +232,11 @@ void Context::stop_self() { (void)runtime_.stop_agent(self_, Errc::ok, Runtime::
 void Context::fail(Errc reason) {
   Runtime::AgentSlot* s = runtime_.slot(self_);
   if (!s || s->state != AgentState::running) return;
+  const Errc why = reason == Errc::ok ? Errc::failed : reason;
   if (s->in_handler) {
-    s->stop_when_handler_returns(reason == Errc::ok ? Errc::failed : reason, Runtime::StopKind::failure);
+    s->stop_when_handler_returns(why, Runtime::StopKind::failure);
   } else {
-    runtime_.supervise(self_, reason == Errc::ok ? Errc::failed : reason, Runtime::StopKind::failure);
+    runtime_.supervise(self_, why, Runtime::StopKind::failure);
   }
 }
 Errc Context::stop_reason() const {
@@ -748,7 +749,9 @@ void Runtime::after_handler(AgentId id, AgentSlot& s) {
 
 // ---- stopping and supervision ----
 
-Errc Runtime::stop(AgentId agent, Errc reason) { return stop_agent(agent, reason, StopKind::external); }
+Errc Runtime::stop(AgentId agent, Errc reason) {
+  return stop_agent(agent, reason, StopKind::external);
+}
 
 Errc Runtime::stop_agent(AgentId agent, Errc reason, StopKind kind) {
   AgentSlot* s = slot(agent);

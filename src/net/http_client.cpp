@@ -179,7 +179,9 @@ bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::
 // the wheel keeps it without firing, instead of overflowing into the past.
 Instant deadline_after(Instant now, Duration d) {
   std::int64_t sum = 0;
-  if (__builtin_add_overflow(now.us, d.us, &sum)) return d.us > 0 ? Instant::never() : Instant(INT64_MIN);
+  if (__builtin_add_overflow(now.us, d.us, &sum)) {
+    return d.us > 0 ? Instant::never() : Instant(INT64_MIN);
+  }
   return sum > Instant::never().us ? Instant::never() : Instant(sum);
 }
 
@@ -1361,7 +1363,9 @@ struct HttpClient::Impl {
   void park(Conn& c) {
     c.state = ConnState::idle;
     set_interest(c, kReadable);
-    if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.idle_timeout));
+    if (c.state == ConnState::idle) {
+      reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.idle_timeout));
+    }
     schedule_pump();
   }
 

@@ -827,7 +827,8 @@ TEST(Runtime, RestartsOutsideTheWindowDoNotEscalate) {
 TEST(Runtime, MaxRestartsIsRefusedAboveTheRingAndExactAtItsSize) {
   Fixture f;
   Flaky flaky;
-  auto refused = f.rt.spawn(flaky, {.name = "flaky", .max_restarts = tern::AgentOptions::kMaxRestarts + 1});
+  auto refused =
+      f.rt.spawn(flaky, {.name = "flaky", .max_restarts = tern::AgentOptions::kMaxRestarts + 1});
   EXPECT_EQ(refused.error(), Errc::invalid_argument);
   EXPECT_EQ(f.rt.agent_count(), 0u);
   auto id = f.rt.spawn(flaky, {.name = "flaky", .max_restarts = tern::AgentOptions::kMaxRestarts,
