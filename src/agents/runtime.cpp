@@ -314,8 +314,11 @@ Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
     return Errc::invalid_argument;
   }
   if (group_stop_reason(options.group) != Errc::ok) return Errc::closed;  // escalated: stopped
-  if (agent_count_ >= config_.max_agents) return Errc::full;
-  if (nodes_reserved_ + options.mailbox > config_.max_messages) return Errc::full;
+  if (agent_count_ >= config_.max_agents ||
+      nodes_reserved_ + options.mailbox > config_.max_messages) {
+    ++stats_.refused_full;
+    return Errc::full;
+  }
   auto id = static_cast<AgentId>(agent_count_++);
   AgentSlot& s = agents_[id];
   s.agent = &agent;
@@ -457,7 +460,10 @@ Result<TopicId> Runtime::topic(const char* name) {
   for (std::size_t i = 0; i < topic_count_; ++i) {
     if (std::strcmp(topics_[i].name, name) == 0) return static_cast<TopicId>(i);
   }
-  if (topic_count_ >= config_.max_topics) return Errc::full;
+  if (topic_count_ >= config_.max_topics) {
+    ++stats_.refused_full;
+    return Errc::full;
+  }
   Topic& t = topics_[topic_count_];
   std::strcpy(t.name, name);
   for (std::size_t w = 0; w < config_.max_wildcards; ++w) {
@@ -494,7 +500,10 @@ Errc Runtime::subscribe(AgentId agent, const char* pattern) {
   for (std::size_t i = 0; i < config_.max_wildcards && !w; ++i) {
     if (!wildcards_[i].used) w = &wildcards_[i];
   }
-  if (!w) return Errc::full;
+  if (!w) {
+    ++stats_.refused_full;
+    return Errc::full;
+  }
   w->used = true;
   w->agent = agent;
   std::memcpy(w->prefix, pattern, n - 1);
@@ -599,7 +608,10 @@ Result<AgentTimerId> Runtime::after(AgentId owner, Duration delay, AgentTimerCal
   if (!cb) return Errc::invalid_argument;
   AgentSlot* s = slot(owner);
   if (!s || s->state != AgentState::running) return Errc::closed;
-  if (free_timer_ >= config_.max_timers) return Errc::full;
+  if (free_timer_ >= config_.max_timers) {
+    ++stats_.refused_full;
+    return Errc::full;
+  }
   std::uint32_t index = free_timer_;
   TimerEntry& e = timers_[index];
   free_timer_ = e.next_free;

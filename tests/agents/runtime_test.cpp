@@ -168,6 +168,46 @@ TEST(Runtime, PublishSharesThePayloadWithoutCopying) {
   EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
 }
 
+// Every table that runs out says full at the call that asked, counts it, and keeps
+// what it holds: agents (slots and mailbox reservations), topics, "prefix*"
+// subscriptions, agent timers.
+TEST(Runtime, EveryFullTableIsCountedAndKeepsWhatItHolds) {
+  ManualClock clock;
+  Reactor reactor(Fixture::reactor_config(clock));
+  tern::RuntimeConfig config = Fixture::runtime_config();
+  config.max_agents = 2;
+  config.max_messages = 4;
+  config.max_topics = 1;
+  config.max_wildcards = 1;
+  config.max_timers = 1;
+  Runtime rt(reactor, config);
+  struct Timed : tern::Agent {
+    Errc first = Errc::not_found, second = Errc::not_found;
+    void on_start(Context& ctx) override {
+      first = ctx.after(tern::ms(5), [](Errc) {}).ok() ? Errc::ok : Errc::failed;
+      auto r = ctx.after(tern::ms(5), [](Errc) {});
+      second = r.ok() ? Errc::ok : r.error();
+    }
+  } a;
+  Recorder b, c;
+  ASSERT_TRUE(rt.spawn(a, {.name = "a", .mailbox = 2}).ok());
+  EXPECT_EQ(a.first, Errc::ok);
+  EXPECT_EQ(a.second, Errc::full);                                     // agent timers
+  EXPECT_EQ(rt.spawn(b, {.name = "b", .mailbox = 3}).error(), Errc::full);  // nodes
+  auto ib = rt.spawn(b, {.name = "b", .mailbox = 2});
+  ASSERT_TRUE(ib.ok());
+  EXPECT_EQ(rt.spawn(c, {.name = "c"}).error(), Errc::full);           // agent slots
+  ASSERT_TRUE(rt.topic("one").ok());
+  EXPECT_EQ(rt.topic("two").error(), Errc::full);                      // topics
+  EXPECT_EQ(rt.subscribe(*ib, "x*"), Errc::ok);
+  EXPECT_EQ(rt.subscribe(*ib, "y*"), Errc::full);                      // wildcards
+  EXPECT_EQ(rt.stats().refused_full, 5u);
+  EXPECT_EQ(rt.agent_count(), 2u);
+  EXPECT_EQ(rt.timers_in_use(), 1u);
+  EXPECT_TRUE(rt.topic("one").ok());  // still there
+  rt.shutdown();
+}
+
 TEST(Runtime, PayloadPoolExhaustionIsFull) {
   Fixture f;  // 8 blocks of 64 bytes
   tern::Payload held[8];

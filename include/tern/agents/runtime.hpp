@@ -66,6 +66,8 @@ struct RuntimeStats {
   std::uint64_t publish_refused = 0;    // publish() to an unknown topic or during shutdown
   std::uint64_t log_lines = 0;          // lines handed to the log sink
   std::uint64_t log_truncated = 0;      // ... of them cut at Logger::kLineMax
+  std::uint64_t refused_full = 0;       // spawn(), topic(), a "prefix*" subscribe() and
+                                        // Context::after() refused: their table was full
 };
 
 enum class AgentState : std::uint8_t { unused, running, stopped };
