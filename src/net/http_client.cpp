@@ -174,17 +174,6 @@ bool cert_has_ip_san(const mbedtls_x509_crt* crt, const unsigned char* ip, std::
   return false;
 }
 
-// now + d, saturated: a span that would carry the deadline past Instant::never() (a
-// timeout of Duration(INT64_MAX) reads naturally as "no limit") arms it at never(), where
-// the wheel keeps it without firing, instead of overflowing into the past.
-Instant deadline_after(Instant now, Duration d) {
-  std::int64_t sum = 0;
-  if (__builtin_add_overflow(now.us, d.us, &sum)) {
-    return d.us > 0 ? Instant::never() : Instant(INT64_MIN);
-  }
-  return sum > Instant::never().us ? Instant::never() : Instant(sum);
-}
-
 // The host as an IP address (4 or 16 bytes into `out`), or 0 if it is a host name.
 std::size_t ip_literal(const char* host, unsigned char out[16]) {
   if (inet_pton(AF_INET, host, out) == 1) return 4;
@@ -581,7 +570,7 @@ struct HttpClient::Impl {
     q->attempt = 1;
     if (config.retry) q->backoff = Backoff(*config.retry);
     Duration timeout = in.timeout > Duration::zero() ? in.timeout : config.request_timeout;
-    reactor.wheel().arm(q->deadline, deadline_after(reactor.now(), timeout));
+    reactor.wheel().arm(q->deadline, reactor.now() + timeout);
     ++stats.requests;
     ++stats.queued;
     schedule_pump();
@@ -645,7 +634,7 @@ struct HttpClient::Impl {
       return false;
     }
     Duration delay = q.backoff.next(rng);
-    if (!q.deadline.armed() || deadline_after(now, delay) >= q.deadline.deadline()) return false;
+    if (!q.deadline.armed() || now + delay >= q.deadline.deadline()) return false;
     if (p->budget && !p->budget->allow_retry()) return false;
     // Give back the slot while waiting; the try after the backoff queues again.
     leave_queue_and_connection(q);
@@ -654,7 +643,7 @@ struct HttpClient::Impl {
     ++q.attempt;
     q.retried = false;
     ++stats.retries;
-    reactor.wheel().arm(q.retry_timer, deadline_after(now, delay));
+    reactor.wheel().arm(q.retry_timer, now + delay);
     schedule_pump();
     return true;
   }
@@ -855,7 +844,7 @@ struct HttpClient::Impl {
     q.reached_origin = !fresh;
     // Cut to the request's deadline, which fires first anyway when it is sooner.
     if (config.retry && config.retry->attempt_timeout != Duration::max() && q.deadline.armed()) {
-      const Instant limit = deadline_after(reactor.now(), config.retry->attempt_timeout);
+      const Instant limit = reactor.now() + config.retry->attempt_timeout;
       if (limit < q.deadline.deadline()) reactor.wheel().arm(q.attempt_timer, limit);
     }
     if (!fresh) {
@@ -870,7 +859,7 @@ struct HttpClient::Impl {
     c.origin.assign(q.origin());
     c.served = 0;
     ++stats.open_connections;
-    c.connect_deadline = deadline_after(reactor.now(), config.connect_timeout);
+    c.connect_deadline = reactor.now() + config.connect_timeout;
     reactor.wheel().arm(c.timer, c.connect_deadline);
     c.addr_count = 0;
     c.addr_next = 0;
@@ -1093,7 +1082,7 @@ struct HttpClient::Impl {
     if (SavedSession* saved = find_session(c.origin.view())) (void)mbedtls_ssl_set_session(&c.ssl, &saved->session);
     ++stats.tls_handshakes;
     c.state = ConnState::handshaking;
-    reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.tls_timeout));
+    reactor.wheel().arm(c.timer, reactor.now() + config.tls_timeout);
     handshake(c);
   }
 
@@ -1363,9 +1352,7 @@ struct HttpClient::Impl {
   void park(Conn& c) {
     c.state = ConnState::idle;
     set_interest(c, kReadable);
-    if (c.state == ConnState::idle) {
-      reactor.wheel().arm(c.timer, deadline_after(reactor.now(), config.idle_timeout));
-    }
+    if (c.state == ConnState::idle) reactor.wheel().arm(c.timer, reactor.now() + config.idle_timeout);
     schedule_pump();
   }
 

@@ -2,6 +2,7 @@
 
 #include "tern/core/errc.hpp"
 #include "tern/core/rng.hpp"
+#include "tern/core/time.hpp"
 #include "tern_test.hpp"
 
 namespace {
@@ -70,6 +71,64 @@ TEST(Rng, SameSeedSameSequenceAndBoundsHold) {
     EXPECT_LE(v, 5);
   }
   EXPECT_TRUE(differs);
+}
+
+// A null function pointer or an empty InplaceFunction of another size makes an empty
+// one, so a table that checks `if (!on_done)` refuses it instead of calling null later.
+TEST(InplaceFunction, ANullFunctionPointerOrAnEmptyOtherSizeIsEmpty) {
+  void (*null_fn)(int) = nullptr;
+  tern::InplaceFunction<void(int)> a = null_fn;
+  EXPECT_FALSE(static_cast<bool>(a));
+  tern::InplaceFunction<void(int)> narrow;
+  tern::InplaceFunction<void(int), 8 * sizeof(void*)> b = std::move(narrow);
+  EXPECT_FALSE(static_cast<bool>(b));
+  static int got = 0;
+  void (*fn)(int) = [](int v) { got = v; };
+  tern::InplaceFunction<void(int)> c = fn;
+  ASSERT_TRUE(static_cast<bool>(c));
+  c(5);
+  EXPECT_EQ(got, 5);
+}
+
+// A void InplaceFunction takes a callable that returns something and drops the result.
+TEST(InplaceFunction, AVoidFunctionTakesACallableThatReturnsAValue) {
+  int calls = 0;
+  tern::InplaceFunction<void()> f = [&calls] { return ++calls; };
+  f();
+  f();
+  EXPECT_EQ(calls, 2);
+}
+
+// between() over spans wider than INT64_MAX, the whole range included, stays in range
+// with no signed overflow (UBSan in the sanitizer build).
+TEST(Rng, BetweenCoversSpansWiderThanInt64Max) {
+  tern::Rng rng(7);
+  bool negative = false, positive = false;
+  for (int i = 0; i < 1000; ++i) {
+    const std::int64_t v = rng.between(INT64_MIN, INT64_MAX);
+    negative |= v < 0;
+    positive |= v > 0;
+    const std::int64_t w = rng.between(-1, INT64_MAX);
+    EXPECT_GE(w, -1);
+  }
+  EXPECT_TRUE(negative && positive);  // not always lo
+  EXPECT_EQ(rng.between(5, 5), 5);
+}
+
+// Instant arithmetic saturates: a deadline too far to count is never(), not a wrap into
+// the past.
+TEST(Instant, AdditionPastTheRangeSaturatesAtNever) {
+  using tern::Duration;
+  using tern::Instant;
+  EXPECT_EQ(Instant(1) + Duration(INT64_MAX), Instant::never());
+  EXPECT_EQ(Instant(5) + Duration::max() + Duration::max() + Duration::max(), Instant::never());
+  EXPECT_EQ(Instant(-5) + Duration(INT64_MIN), Instant(INT64_MIN));
+  EXPECT_EQ(Instant(1) - Duration(INT64_MIN), Instant::never());
+  EXPECT_EQ(Instant(1000) + tern::ms(2), Instant(3000));
+  EXPECT_EQ(Instant(1000) - tern::ms(2), Instant(-1000));
+  Instant t(10);
+  t += Duration(INT64_MAX);
+  EXPECT_EQ(t, Instant::never());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -18,6 +19,13 @@ namespace tern {
 template <typename Sig, std::size_t Bytes = 2 * sizeof(void*),
           std::size_t Align = alignof(std::max_align_t)>
 class InplaceFunction;
+
+namespace detail {
+template <typename T>
+struct is_inplace_function : std::false_type {};
+template <typename Sig, std::size_t Bytes, std::size_t Align>
+struct is_inplace_function<InplaceFunction<Sig, Bytes, Align>> : std::true_type {};
+}  // namespace detail
 
 template <typename R, typename... Args, std::size_t Bytes, std::size_t Align>
 class InplaceFunction<R(Args...), Bytes, Align> {
@@ -36,9 +44,20 @@ class InplaceFunction<R(Args...), Bytes, Align> {
                   "capture too large for this InplaceFunction: capture less or raise Bytes");
     static_assert(alignof(D) <= Align, "over-aligned capture for this InplaceFunction");
     static_assert(std::is_nothrow_move_constructible_v<D>, "capture must move without throwing");
+    // A null function pointer, or an empty InplaceFunction of another size, makes an
+    // empty one (as std::function does): an owner's `if (!cb)` check must see it.
+    if constexpr (std::is_pointer_v<D> || std::is_member_pointer_v<D>) {
+      if (f == nullptr) return;
+    } else if constexpr (detail::is_inplace_function<D>::value) {
+      if (!f) return;
+    }
     new (&storage_) D(std::forward<F>(f));
     invoke_ = [](void* s, Args... args) -> R {
-      return (*static_cast<D*>(s))(std::forward<Args>(args)...);
+      if constexpr (std::is_void_v<R>) {
+        std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);  // a result is dropped
+      } else {
+        return std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);
+      }
     };
     manage_ = [](void* dst, void* src) {
       if (dst) new (dst) D(std::move(*static_cast<D*>(src)));

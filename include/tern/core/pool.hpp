@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "tern/core/errc.hpp"
+#include "tern/detail/slot_generation.hpp"
 
 namespace tern {
 
@@ -65,14 +66,16 @@ class Pool {
   }
 
   // Destroys the object. Errors: not_found (stale or invalid handle; nothing changes).
+  // The slot is retired before the destructor runs, so a destructor that releases its
+  // own handle again (an owner's on-close hook) gets not_found, not a second free.
   Errc release(PoolHandle h) {
     if (get(h) == nullptr) return Errc::not_found;
-    obj(h.index)->~T();
     live_[h.index] = false;
-    ++generation_[h.index];
+    detail::bump_generation(generation_[h.index]);
     next_free_[h.index] = free_;
     free_ = h.index;
     --in_use_;
+    obj(h.index)->~T();
     return Errc::ok;
   }
 

@@ -132,6 +132,8 @@ class Ring : public RingBase<T> {
 
  public:
   Ring() : RingBase<T>(storage_, N) {}
+  // Empties the ring here, while storage_ still exists (~RingBase runs after it is gone).
+  ~Ring() { this->clear(); }
   static constexpr std::size_t kCapacity = N;
 
  private:

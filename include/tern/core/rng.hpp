@@ -46,7 +46,11 @@ class Rng {
   // Uniform in [lo, hi] (inclusive); lo > hi returns lo.
   std::int64_t between(std::int64_t lo, std::int64_t hi) {
     if (hi <= lo) return lo;
-    return lo + static_cast<std::int64_t>(below(static_cast<std::uint64_t>(hi - lo) + 1));
+    // In unsigned arithmetic: hi - lo can exceed INT64_MAX, and the whole range is 2^64
+    // values, one more than below() can bound.
+    const std::uint64_t span = static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo);
+    const std::uint64_t offset = span == UINT64_MAX ? next_u64() : below(span + 1);
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(lo) + offset);
   }
 
   // Uniform in [0, 1).
