@@ -117,11 +117,11 @@ TEST(Rng, BetweenCoversSpansWiderThanInt64Max) {
 
 // Instant arithmetic saturates: a deadline too far to count is never(), not a wrap into
 // the past.
-TEST(Instant, AdditionPastTheRangeSaturatesAtNever) {
+TEST(Instant, AdditionThatWouldOverflowSaturatesAtNever) {
   using tern::Duration;
   using tern::Instant;
   EXPECT_EQ(Instant(1) + Duration(INT64_MAX), Instant::never());
-  EXPECT_EQ(Instant(5) + Duration::max() + Duration::max() + Duration::max(), Instant::never());
+  EXPECT_EQ(Instant::never() + Duration(INT64_MAX), Instant::never());
   EXPECT_EQ(Instant(-5) + Duration(INT64_MIN), Instant(INT64_MIN));
   EXPECT_EQ(Instant(1) - Duration(INT64_MIN), Instant::never());
   EXPECT_EQ(Instant(1000) + tern::ms(2), Instant(3000));

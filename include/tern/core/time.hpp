@@ -39,18 +39,22 @@ struct Instant {
   static constexpr Instant never() { return Instant(INT64_MAX / 2); }
 
   constexpr std::int64_t micros() const { return us; }
-  // Saturating: a sum past never() is never(), so `now + timeout` with a timeout too
-  // long to count (Duration(INT64_MAX)) is a deadline that never comes, not an overflow
-  // into the past; one below the range is the earliest Instant.
+  // Saturating: a sum that would overflow is never() (or the earliest Instant), so
+  // `now + timeout` with a timeout too long to count (Duration(INT64_MAX)) is a deadline
+  // that never comes, not a wrap into the past.
   constexpr Instant operator+(Duration d) const {
     std::int64_t sum = 0;
-    if (__builtin_add_overflow(us, d.us, &sum)) return d.us > 0 ? never() : Instant(INT64_MIN);
-    return sum > never().us ? never() : Instant(sum);
+    if (__builtin_add_overflow(us, d.us, &sum)) [[unlikely]] {
+      return d.us > 0 ? never() : Instant(INT64_MIN);
+    }
+    return Instant(sum);
   }
   constexpr Instant operator-(Duration d) const {
     std::int64_t diff = 0;
-    if (__builtin_sub_overflow(us, d.us, &diff)) return d.us < 0 ? never() : Instant(INT64_MIN);
-    return diff > never().us ? never() : Instant(diff);
+    if (__builtin_sub_overflow(us, d.us, &diff)) [[unlikely]] {
+      return d.us < 0 ? never() : Instant(INT64_MIN);
+    }
+    return Instant(diff);
   }
   constexpr Duration operator-(Instant o) const { return Duration(us - o.us); }
   constexpr Instant& operator+=(Duration d) { return *this = *this + d; }
