@@ -169,7 +169,7 @@ void Runtime::drop_answer(void* runtime, std::uint32_t slot, void* bytes) {
 // Takes request `id`'s waiting answer out of the queue, as the message the requester
 // gets (its receiver is set by run_reply, which knows the requester).
 Message Runtime::take_answer(RequestId id) {
-  auto& a = *static_cast<WaitingAnswer*>(pending_.held(id));
+  auto& a = waiting(static_cast<NodeIndex>(id.slot()));  // in the FIFO: held
   unlink_answer(a, static_cast<NodeIndex>(id.slot()));
   Message m;
   m.value = static_cast<std::int64_t>(std::uint64_t{a.value_hi} << 32 | a.value_lo);

@@ -270,7 +270,7 @@ class Runtime {
   Message take_answer(RequestId id);
   void unlink_answer(WaitingAnswer& a, NodeIndex self);
   WaitingAnswer& waiting(NodeIndex i) {
-    return *static_cast<WaitingAnswer*>(pending_.held(pending_.id_at(i)));
+    return *static_cast<WaitingAnswer*>(pending_.held_at(i));  // i is in the FIFO: held
   }
   static void drop_answer(void* runtime, std::uint32_t slot, void* bytes);
   void drop_answers(bool deliver);

@@ -188,6 +188,9 @@ class PendingTableBase {
     Slot* s = lookup(id);
     return s && s->held() ? s->held_bytes : nullptr;
   }
+  // The same for the slot at `index`, which the caller knows is held (unchecked: for an
+  // owner walking its own list of held slots).
+  void* held_at(std::uint32_t index) const { return slots_[index].held_bytes; }
   // Takes back what hold() lent: the request stays pending, with no deadline.
   void unhold(RequestId id) {
     if (Slot* s = lookup(id); s && s->held()) end_hold(*s);
