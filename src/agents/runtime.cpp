@@ -102,7 +102,7 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
   msg.correlation = id_;
   // Late: the requester already has its outcome (timeout, cancel, a stop), or another
   // Reply to the same request has answered it.
-  if (!rt->pending_.pending(id_) || rt->answer(std::move(msg)) == Errc::late) {
+  if (rt->answer(std::move(msg)) == Errc::late) {
     if (!explicit_answer) return Errc::late;  // nobody waits, and nothing was said
     ++rt->stats_.replies_late;
     if (auto* s = rt->slot(responder_)) ++s->counters.late_replies;
@@ -116,7 +116,7 @@ Errc Reply::answer(Message msg, bool explicit_answer) {
 // inside the responder's handler. From here the request no longer times out: its answer
 // came in time. Late if the request already has its answer (a second Reply to it:
 // reply_to() makes one more).
-Errc Runtime::answer(Message msg) {
+Errc Runtime::answer(Message&& msg) {
   const RequestId id = msg.correlation;
   void* bytes = pending_.hold(id);
   if (!bytes) return Errc::late;

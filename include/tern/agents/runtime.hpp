@@ -265,7 +265,7 @@ class Runtime {
   bool cancel_timer(AgentTimerId id);
   void free_agent_timer(std::uint32_t index);
   static void on_agent_timer(void* context);
-  Errc answer(Message msg);
+  Errc answer(Message&& msg);
   void settle(RequestId id, Message&& answer);
   Message take_answer(RequestId id);
   void unlink_answer(WaitingAnswer& a, NodeIndex self);
