@@ -241,7 +241,9 @@ class PendingTableBase {
     };
     bool active() const { return static_cast<bool>(on_done); }
     bool held() const { return (table_ & kHeld) != 0; }
-    PendingTableBase& table() const { return *reinterpret_cast<PendingTableBase*>(table_ & ~kHeld); }
+    PendingTableBase& table() const {
+      return *reinterpret_cast<PendingTableBase*>(table_ & ~kHeld);
+    }
   };
 
  private:
