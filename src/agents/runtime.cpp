@@ -660,9 +660,14 @@ void Runtime::free_agent_timer(std::uint32_t index) {
 
 void Runtime::emit_log(LogLevel level, AgentId agent, std::string_view text, bool truncated) {
   if (!log_enabled(level)) return;
+  if (in_log_sink_) {  // the sink logged: calling it again would recurse without end
+    ++stats_.log_reentered;
+    return;
+  }
   const AgentSlot* s = slot(agent);
   ++stats_.log_lines;
   if (truncated) ++stats_.log_truncated;
+  detail::ScopedValue<bool> in_sink(in_log_sink_, true);
   config_.log_sink(config_.log_context,
                    LogRecord{reactor_.now(), level, agent, s ? s->options.name : "-",
                              log_correlation_, text, truncated});

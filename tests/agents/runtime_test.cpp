@@ -1300,6 +1300,32 @@ struct Talker : tern::Agent {
 
 }  // namespace
 
+// A sink that logs (a mistake) does not recurse: the nested line is dropped and
+// counted, and the outer line still arrives.
+TEST(Runtime, ALineLoggedFromInsideTheSinkIsDroppedAndCounted) {
+  ManualClock clock;
+  Reactor reactor(Fixture::reactor_config(clock));
+  struct Echoing {
+    Runtime* rt = nullptr;
+    int calls = 0;
+    static void sink(void* context, const tern::LogRecord&) {
+      auto& e = *static_cast<Echoing*>(context);
+      ++e.calls;
+      e.rt->logger().info("echo");  // would call this sink again, and again
+    }
+  } echoing;
+  tern::RuntimeConfig config = Fixture::runtime_config();
+  config.log_sink = &Echoing::sink;
+  config.log_context = &echoing;
+  Runtime rt(reactor, config);
+  echoing.rt = &rt;
+  rt.logger().info("hello");
+  rt.logger().info("again");
+  EXPECT_EQ(echoing.calls, 2);
+  EXPECT_EQ(rt.stats().log_lines, 2u);
+  EXPECT_EQ(rt.stats().log_reentered, 2u);
+}
+
 TEST(Runtime, LogLinesCarryTimeAgentAndTextAndRespectTheLevel) {
   LogFixture f;
   Runtime rt(f.reactor, f.logging_config(tern::LogLevel::info));

@@ -16,6 +16,9 @@
 // restarts an agent (warn) and an escalation that stops a group (error). A line logged
 // while a request is handled (on_request) or answered (its reply callback, whatever the
 // outcome) carries that request's id, so one request can be followed across agents.
+// A sink must not log: a line logged from inside the sink (directly, or through
+// runtime work the sink sets off) is dropped and counted in RuntimeStats::log_reentered,
+// so a sink that logs by mistake costs lines, not the stack.
 #pragma once
 
 #include <cstddef>

@@ -66,6 +66,7 @@ struct RuntimeStats {
   std::uint64_t publish_refused = 0;    // publish() to an unknown topic or during shutdown
   std::uint64_t log_lines = 0;          // lines handed to the log sink
   std::uint64_t log_truncated = 0;      // ... of them cut at Logger::kLineMax
+  std::uint64_t log_reentered = 0;      // lines logged from inside the log sink: dropped
   std::uint64_t refused_full = 0;       // spawn(), topic(), a "prefix*" subscribe() and
                                         // Context::after() refused: their table was full
 };
@@ -345,6 +346,7 @@ class Runtime {
   std::size_t rr_cursor_ = 0;
   bool shutting_down_ = false;
   bool draining_ = false;
+  bool in_log_sink_ = false;
   Reply* live_replies_ = nullptr;
   RequestId log_correlation_;  // the request being handled or answered, for log lines
   // Sets log_correlation_ for a scope and puts the previous one back at its end.
