@@ -30,8 +30,8 @@
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/slot_generation.hpp"
-#include "tern/reactor/reactor.hpp"
 #include "tern/detail/survival.hpp"
+#include "tern/reactor/reactor.hpp"
 
 namespace tern {
 
@@ -198,8 +198,7 @@ class Batcher {
     }
     detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;  // an add() from a callback run here is refused
-    const bool alive = true;  // no Survival: nothing can destroy it twice
-    (void)cancel_each([](const Rec&) { return true; }, alive);
+    (void)cancel_all();
     for (Buffer& b : buffers_) wheel_.cancel(b.timer);
   }
   Batcher(const Batcher&) = delete;
@@ -540,14 +539,7 @@ class Batcher {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    detail::Survival guard(alive_);
-    return cancel_each(pred, guard.alive);
-  }
-  // Stops once `alive` reads false: an on_done destroyed the Batcher. (The
-  // destructor calls this without a Survival, which would leave alive_ pointing
-  // at its stack.)
-  template <typename Pred>
-  std::size_t cancel_each(Pred pred, const bool& alive) {
+    detail::Survival guard(alive_);  // an on_done may destroy this object
     std::size_t n = 0;
     for (Buffer& b : buffers_) {
       for (Rec& r : b.recs) {
@@ -557,7 +549,7 @@ class Batcher {
         ++stats_.cancelled;
         ++n;
         end_rec(r, Result<Res>(Errc::cancelled), false);
-        if (!alive) return n;
+        if (!guard.alive) return n;
       }
     }
     return n;

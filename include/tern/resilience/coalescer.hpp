@@ -27,8 +27,8 @@
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/slot_generation.hpp"
-#include "tern/reactor/reactor.hpp"
 #include "tern/detail/survival.hpp"
+#include "tern/reactor/reactor.hpp"
 
 namespace tern {
 
@@ -144,8 +144,7 @@ class Coalescer {
   ~Coalescer() {
     detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;  // a get() from a callback run here is refused
-    const bool alive = true;  // no Survival: nothing can destroy it twice
-    (void)cancel_each([](const Waiter&) { return true; }, alive);
+    (void)cancel_all();
     for (Flight& f : flights_) {
       wheel_.cancel(f.deliver_timer);
       if (f.has_outcome) f.drop_outcome();
@@ -434,14 +433,7 @@ class Coalescer {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    detail::Survival guard(alive_);
-    return cancel_each(pred, guard.alive);
-  }
-  // Stops once `alive` reads false: an on_done destroyed the Coalescer. (The
-  // destructor calls this without a Survival, which would leave alive_ pointing
-  // at its stack.)
-  template <typename Pred>
-  std::size_t cancel_each(Pred pred, const bool& alive) {
+    detail::Survival guard(alive_);  // an on_done may destroy this object
     std::size_t n = 0;
     for (Flight& f : flights_) {
       for (Waiter& w : f.waiters) {
@@ -449,7 +441,7 @@ class Coalescer {
         ++stats_.cancelled;
         ++n;
         end_waiter(w, Result<T>(Errc::cancelled));
-        if (!alive) return n;
+        if (!guard.alive) return n;
       }
     }
     return n;

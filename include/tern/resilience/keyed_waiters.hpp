@@ -27,8 +27,8 @@
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
-#include "tern/reactor/reactor.hpp"
 #include "tern/detail/survival.hpp"
+#include "tern/reactor/reactor.hpp"
 
 namespace tern {
 
@@ -157,8 +157,7 @@ class KeyedWaiters {
   ~KeyedWaiters() {
     detail::object_destroyed(alive_);  // stops the loop that ran us
     closing_ = true;
-    const bool alive = true;  // no Survival: nothing can destroy it twice
-    (void)cancel_each([](const Slot&) { return true; }, alive);
+    (void)cancel_all();
   }
   KeyedWaiters(const KeyedWaiters&) = delete;
   KeyedWaiters& operator=(const KeyedWaiters&) = delete;
@@ -371,14 +370,7 @@ class KeyedWaiters {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    detail::Survival guard(alive_);
-    return cancel_each(pred, guard.alive);
-  }
-  // Stops once `alive` reads false: an on_done destroyed this object. (The
-  // destructor calls this without a Survival, which would leave alive_ pointing
-  // at its stack.)
-  template <typename Pred>
-  std::size_t cancel_each(Pred pred, const bool& alive) {
+    detail::Survival guard(alive_);  // an on_done may destroy this object
     std::size_t n = 0;
     for (Slot& s : slots_) {
       if (s.state != State::waiting || !pred(static_cast<const Slot&>(s)))
@@ -386,7 +378,7 @@ class KeyedWaiters {
       ++stats_.cancelled;
       ++n;
       end(s, Errc::cancelled, WaitEnd::resolved);
-      if (!alive) return n;
+      if (!guard.alive) return n;
     }
     return n;
   }

@@ -31,9 +31,9 @@
 #include "tern/core/time.hpp"
 #include "tern/core/timer_wheel.hpp"
 #include "tern/detail/slot_generation.hpp"
+#include "tern/detail/survival.hpp"
 #include "tern/reactor/reactor.hpp"
 #include "tern/resilience/retry_budget.hpp"
-#include "tern/detail/survival.hpp"
 
 namespace tern {
 
@@ -228,8 +228,7 @@ class RetrierBase {
   ~RetrierBase() {
     detail::object_destroyed(alive_);
     closing_ = true;
-    const bool alive = true;  // no Survival: nothing can destroy it twice
-    (void)cancel_each([](const Slot&) { return true; }, alive);
+    (void)cancel_matching([](const Slot&) { return true; });
   }
   RetrierBase(const RetrierBase&) = delete;
   RetrierBase& operator=(const RetrierBase&) = delete;
@@ -538,20 +537,14 @@ class RetrierBase {
 
   template <typename Pred>
   std::size_t cancel_matching(Pred pred) {
-    detail::Survival guard(alive_);
-    return cancel_each(pred, guard.alive);
-  }
-  // Stops once `alive` reads false: an on_done destroyed the retrier. (The destructor
-  // calls this without a Survival, which would leave alive_ pointing at its stack.)
-  template <typename Pred>
-  std::size_t cancel_each(Pred pred, const bool& alive) {
+    detail::Survival guard(alive_);  // an on_done may destroy this object
     std::size_t n = 0;
     for (std::size_t i = 0; i < capacity_; ++i) {
       Slot& s = slots_[i];
       if (!s.active || !pred(s)) continue;
       ++n;
       end(s, Result<T>(Errc::cancelled));
-      if (!alive) break;
+      if (!guard.alive) break;
     }
     return n;
   }
