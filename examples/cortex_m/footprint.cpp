@@ -467,7 +467,7 @@ int main() {
          sizeof(tern::detail::PayloadBlock) +
              (kReference.payload_bytes + kAlign - 1) / kAlign * kAlign},
         {"agent slots", uc.max_agents, sizeof(tern::Runtime::AgentSlot)},
-        {"mailbox message nodes (+1 in hand)", uc.max_messages + 1, sizeof(tern::Runtime::Node)},
+        {"mailbox message nodes", uc.max_messages, sizeof(tern::Runtime::Node)},
         {"pending request slots", uc.max_pending, sizeof(tern::Runtime::Pending::Slot)},
         {"request targets (AgentId)", uc.max_pending, sizeof(tern::AgentId)},
         {"agent timers (Context::after)", uc.max_timers, sizeof(tern::Runtime::TimerEntry)},

@@ -252,7 +252,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       config_(sized(config)),
       payloads_(config.payloads, config.arena),
       agents_(allocate_array<AgentSlot>(config_.max_agents, config.arena)),
-      nodes_(allocate_array<Node>(config.max_messages + 1, config.arena)),
+      nodes_(allocate_array<Node>(config.max_messages, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
       targets_(allocate_array<AgentId>(config.max_pending, config.arena)),
@@ -260,17 +260,15 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       topics_(allocate_array<Topic>(config.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
   detail::startup_finish(config.arena);
-  if (config_.max_messages + 1 >= kNil) panic("RuntimeConfig: max_messages must be below 65534");
-  // One node more than the mailboxes reserve: a message being handled keeps its node
-  // (delivered in place) while its agent's mailbox already counts it out, so without the
-  // spare that agent could fill its mailbox again and take a node another agent's
-  // reservation counts on.
-  const std::size_t nodes = config_.max_messages + 1;
+  if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
+  // A message is unpacked from its node, and the node freed, before its handler runs,
+  // so the nodes the mailboxes reserve are all there is.
+  const std::size_t nodes = config_.max_messages;
   if (config_.dispatch_budget == 0) config_.dispatch_budget = 1;
   for (std::size_t i = 0; i < nodes; ++i) {
     nodes_[i].next = static_cast<NodeIndex>(i + 1 < nodes ? i + 1 : kNil);
   }
-  free_node_ = 0;
+  free_node_ = nodes ? 0 : kNil;
   if (pending_.capacity() >= kNil) panic("RuntimeConfig: max_pending must be below 65535");
   pending_.set_runner(&Runtime::run_reply, this, &Runtime::drop_answer);
   for (std::size_t i = 0; i < config_.max_timers; ++i) {
@@ -368,7 +366,9 @@ Errc Runtime::group_stop_reason(GroupId g) const {
 
 // ---- mailboxes ----
 
-static_assert(sizeof(Message) == 40, "Message changed: update enqueue(), which copies it field by field");
+static_assert(sizeof(Message) == 40, "Message changed: update enqueue() and read_node(), which copy it field by field");
+static_assert(static_cast<unsigned>(MessageKind::error) < 4 && kPriorityLevels <= 4,
+              "Node::kind_level packs the kind and the level in 2 bits each");
 
 Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   Mailbox& mb = s.mailbox;
@@ -380,20 +380,23 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   NodeIndex i = free_node_;
   free_node_ = nodes_[i].next;
   // Field by field: the body from msg, the rest from env, each written once. A free
-  // node's payload is always empty (release_node), so swapping moves msg's in.
-  Message& m = nodes_[i].msg;
-  m.value = msg.value;
-  m.correlation = env.correlation;
-  m.payload.swap(msg.payload);
-  m.type = msg.type;
-  m.topic = env.topic;
-  m.sender = env.sender;
-  m.receiver = env.receiver;
-  m.kind = env.kind;
-  m.priority = env.priority >= 0 ? static_cast<std::uint8_t>(env.priority) : msg.priority;
-  m.status = msg.status;
-  unsigned level = m.priority < kPriorityLevels ? m.priority : kPriorityLevels - 1;
-  nodes_[i].next = kNil;
+  // node's payload is always empty (release_node), so swapping moves msg's in. The
+  // receiver is the mailbox's agent (env.receiver), stamped again when it is unpacked.
+  Node& n = nodes_[i];
+  const auto value = static_cast<std::uint64_t>(msg.value);
+  n.value_lo = static_cast<std::uint32_t>(value);
+  n.value_hi = static_cast<std::uint32_t>(value >> 32);
+  n.correlation_lo = static_cast<std::uint32_t>(env.correlation.value);
+  n.correlation_hi = static_cast<std::uint32_t>(env.correlation.value >> 32);
+  n.payload.swap(msg.payload);
+  n.type = msg.type;
+  n.topic = env.topic;
+  n.sender = env.sender;
+  const unsigned priority = env.priority >= 0 ? static_cast<unsigned>(env.priority) : msg.priority;
+  const unsigned level = priority < kPriorityLevels ? priority : kPriorityLevels - 1;
+  n.kind_level = static_cast<std::uint8_t>(static_cast<unsigned>(env.kind) | level << 2);
+  n.status = msg.status;
+  n.next = kNil;
   if (mb.tail[level] == kNil) {
     mb.head[level] = i;
     mb.levels |= static_cast<std::uint8_t>(1u << level);
@@ -407,8 +410,8 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   return Errc::ok;
 }
 
-// Unlinks the next message (highest priority first) but keeps its node, so the handler
-// can read the message in place; release_node() frees it afterwards.
+// Unlinks the next message (highest priority first); its node stays taken until
+// take_node() unpacks it.
 Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
   Mailbox& mb = s.mailbox;
   if (mb.levels == 0) return kNil;
@@ -423,18 +426,42 @@ Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
   return i;
 }
 
+Message Runtime::read_node(NodeIndex i, AgentId receiver) {
+  Node& n = nodes_[i];
+  // Each field written once, straight into the caller's Message.
+  return Message{
+      .value = static_cast<std::int64_t>(std::uint64_t{n.value_hi} << 32 | n.value_lo),
+      .correlation = RequestId{std::uint64_t{n.correlation_hi} << 32 | n.correlation_lo},
+      .payload = static_cast<Payload&&>(n.payload),
+      .type = n.type,
+      .topic = n.topic,
+      .sender = n.sender,
+      .receiver = receiver,
+      .kind = static_cast<MessageKind>(n.kind_level & 3u),
+      .priority = static_cast<std::uint8_t>(n.kind_level >> 2),
+      .status = n.status,
+  };
+}
+
+Message Runtime::take_node(NodeIndex i, AgentId receiver) {
+  Message m = read_node(i, receiver);
+  nodes_[i].next = free_node_;  // release_node() without the reset: its payload is out
+  free_node_ = i;
+  --nodes_in_use_;
+  return m;
+}
+
 void Runtime::release_node(NodeIndex i) {
-  nodes_[i].msg.payload.reset();  // the handler may have kept its own reference
+  nodes_[i].payload.reset();  // empty unless a flush frees the node unread
   nodes_[i].next = free_node_;
   free_node_ = i;
   --nodes_in_use_;
 }
 
-bool Runtime::dequeue(AgentSlot& s, Message* out) {
+bool Runtime::dequeue(AgentId id, AgentSlot& s, Message* out) {
   NodeIndex i = detach_next(s);
   if (i == kNil) return false;
-  *out = std::move(nodes_[i].msg);
-  release_node(i);
+  *out = take_node(i, id);
   return true;
 }
 
@@ -726,8 +753,8 @@ bool Runtime::dispatch_pass(bool restarts) {
       if (s.state != AgentState::running || s.stop_pending) break;
       NodeIndex i = detach_next(s);
       if (i == kNil) break;
-      deliver(id, s, nodes_[i].msg);  // in place: no copy of the message
-      release_node(i);
+      Message msg = take_node(i, id);  // the node is free again before the handler runs
+      deliver(id, s, msg);
     }
   }
   if (agent_count_) rr_cursor_ = (rr_cursor_ + 1) % agent_count_;
@@ -792,7 +819,7 @@ Errc Runtime::stop_agent(AgentId agent, Errc reason, StopKind kind) {
 
 void Runtime::flush_mailbox(AgentId id, AgentSlot& s, Errc reason) {
   Message msg;
-  while (dequeue(s, &msg)) {
+  while (dequeue(id, s, &msg)) {
     if (msg.kind == MessageKind::request) {
       // Answer now so the requester is not left waiting for its deadline (terminate has
       // usually cancelled it already: then there is nobody to answer, and nothing late).

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "tern/core/rng.hpp"
 #include "tern_test.hpp"
@@ -1028,6 +1029,133 @@ TEST(Runtime, SelectiveReceiveTakesTheFirstMatch) {
   EXPECT_EQ(picky.rest[0], 1);
   EXPECT_EQ(picky.rest[1], 2);
   EXPECT_EQ(picky.rest[2], 3);
+}
+
+// A queued message is packed in its mailbox node (32 bytes on 32-bit targets); every
+// field must come out as it went in: the full 64-bit value, type, status, payload,
+// topic, and what the runtime stamps (sender, receiver, kind, correlation).
+TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
+  Fixture f;
+  struct Keep : tern::Agent {
+    Message events[2];
+    Message request;
+    int n = 0;
+    bool asked = false;
+    void on_message(Context&, Message& m) override {
+      if (n < 2) events[n++] = std::move(m);
+    }
+    void on_request(Context&, Message& m, Reply reply) override {
+      request = std::move(m);
+      asked = true;
+      (void)reply.ok(Message{});
+    }
+  } keep;
+  Recorder other;
+  auto k = f.rt.spawn(keep, {.name = "keep"});
+  auto o = f.rt.spawn(other, {.name = "other"});
+  ASSERT_TRUE(k.ok() && o.ok());
+  auto topic = f.rt.topic("fields");
+  ASSERT_TRUE(topic.ok());
+  ASSERT_EQ(f.rt.subscribe(*k, *topic), Errc::ok);
+
+  Message m = value(std::numeric_limits<std::int64_t>::min() + 12345, 2);
+  m.type = 0xDEADBEEFu;
+  m.status = Errc::failed;
+  m.payload = std::move(f.rt.payloads().copy_of("payload", 7).value());
+  ASSERT_EQ(f.rt.send_from(*o, *k, std::move(m)), Errc::ok);
+  Message p = value(-1, 1);
+  p.type = 5;
+  ASSERT_EQ(f.rt.publish(*topic, std::move(p)).delivered, 1u);
+  auto rid = f.rt.request_from(*o, *k, value(std::numeric_limits<std::int64_t>::max()),
+                               {.timeout = tern::ms(50), .priority = 3}, [](Result<Message>) {});
+  ASSERT_TRUE(rid.ok());
+  f.run();
+
+  ASSERT_EQ(keep.n, 2);
+  const Message& e = keep.events[0];  // priority 2 before priority 1
+  EXPECT_EQ(e.value, std::numeric_limits<std::int64_t>::min() + 12345);
+  EXPECT_EQ(e.type, 0xDEADBEEFu);
+  EXPECT_EQ(e.status, Errc::failed);
+  EXPECT_EQ(e.payload.view(), "payload");
+  EXPECT_EQ(e.priority, 2u);
+  EXPECT_EQ(e.kind, tern::MessageKind::event);
+  EXPECT_EQ(e.sender, *o);
+  EXPECT_EQ(e.receiver, *k);
+  EXPECT_EQ(e.topic, tern::kNoTopic);
+  EXPECT_FALSE(e.correlation);
+  const Message& pub = keep.events[1];
+  EXPECT_EQ(pub.value, -1);
+  EXPECT_EQ(pub.type, 5u);
+  EXPECT_EQ(pub.topic, *topic);
+  EXPECT_EQ(pub.sender, tern::kNoAgent);
+  EXPECT_EQ(pub.priority, 1u);
+  ASSERT_TRUE(keep.asked);
+  EXPECT_EQ(keep.request.value, std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(keep.request.kind, tern::MessageKind::request);
+  EXPECT_EQ(keep.request.correlation, *rid);
+  EXPECT_EQ(keep.request.priority, 3u);
+  EXPECT_EQ(keep.request.sender, *o);
+  EXPECT_EQ(keep.request.receiver, *k);
+  keep.events[0] = Message{};
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
+  EXPECT_EQ(f.rt.messages_in_use(), 0u);
+}
+
+// Priority is 0..3; a message sent with a higher one queues at 3 and arrives as 3.
+TEST(Runtime, APriorityAboveThreeArrivesAsThree) {
+  Fixture f;
+  struct Prio : tern::Agent {
+    unsigned seen[2] = {};
+    int n = 0;
+    void on_message(Context&, Message& m) override {
+      if (n < 2) seen[n++] = m.priority;
+    }
+  } prio;
+  auto id = f.rt.spawn(prio, {.name = "prio"});
+  ASSERT_TRUE(id.ok());
+  ASSERT_EQ(f.rt.send(*id, value(1, 2)), Errc::ok);
+  ASSERT_EQ(f.rt.send(*id, value(2, 200)), Errc::ok);
+  f.run();
+  ASSERT_EQ(prio.n, 2);
+  EXPECT_EQ(prio.seen[0], 3u);  // first: the higher level
+  EXPECT_EQ(prio.seen[1], 2u);
+}
+
+// take_first() reads each queued message to test it; one it passes over keeps its
+// payload, and the one it takes brings its payload along.
+TEST(Runtime, SelectiveReceiveKeepsThePayloadsItPassesOver) {
+  Fixture f;
+  struct Picky : tern::Agent {
+    char taken[8] = {};
+    char rest[3][8] = {};
+    int n = 0;
+    static void keep(char (&to)[8], const Message& m) {
+      std::memcpy(to, m.payload.data(), m.payload.size() < 7 ? m.payload.size() : 7);
+    }
+    void on_message(Context& ctx, Message& m) override {
+      if (taken[0] == 0) {
+        auto r = ctx.take_first([](const Message& q) { return q.type == 9; });
+        if (r.ok()) keep(taken, *r);
+      }
+      if (n < 3) keep(rest[n++], m);
+    }
+  } picky;
+  auto id = f.rt.spawn(picky, {.name = "picky"});
+  ASSERT_TRUE(id.ok());
+  const char* words[] = {"one", "two", "three", "four"};
+  for (int i = 0; i < 4; ++i) {
+    Message m = value(i);
+    m.type = i == 2 ? 9 : 1;
+    m.payload = std::move(f.rt.payloads().copy_of(words[i], std::strlen(words[i])).value());
+    ASSERT_EQ(f.rt.send(*id, std::move(m)), Errc::ok);
+  }
+  f.run();
+  EXPECT_EQ(std::strcmp(picky.taken, "three"), 0);
+  ASSERT_EQ(picky.n, 3);
+  EXPECT_EQ(std::strcmp(picky.rest[0], "one"), 0);
+  EXPECT_EQ(std::strcmp(picky.rest[1], "two"), 0);
+  EXPECT_EQ(std::strcmp(picky.rest[2], "four"), 0);
+  EXPECT_EQ(f.rt.payloads().stats().in_use, 0u);
 }
 
 TEST(Runtime, DispatchIsFairAcrossAgents) {

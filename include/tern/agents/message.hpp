@@ -35,7 +35,8 @@ struct Message {
   AgentId sender = kNoAgent;  // set by the runtime
   AgentId receiver = kNoAgent;
   MessageKind kind = MessageKind::event;
-  std::uint8_t priority = 0;  // 0..3; higher is delivered first
+  std::uint8_t priority = 0;  // 0..3; higher is delivered first (above 3: queued and
+                              // delivered as 3)
   Errc status = Errc::ok;     // for kind == error
 };
 

@@ -188,8 +188,22 @@ class Runtime {
                                    detail::kPortCallbackAlign>;
   static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
 
+  // A queued message, packed: 32 bytes on 32-bit targets, where a Message is 40. The
+  // receiver is not kept (it is the mailbox's agent); value and correlation are held
+  // as 32-bit halves, so the node is 4-aligned there; kind shares a byte with the
+  // priority, kept as the level the message queues at (0..3). On 64-bit targets the
+  // payload pointer aligns it to 40.
   struct Node {
-    [[no_unique_address]] Message msg;  // next fits in its tail padding
+    std::uint32_t value_lo = 0;
+    std::uint32_t value_hi = 0;
+    std::uint32_t correlation_lo = 0;
+    std::uint32_t correlation_hi = 0;
+    Payload payload;  // empty while the node is free
+    std::uint32_t type = 0;
+    TopicId topic = kNoTopic;
+    AgentId sender = kNoAgent;
+    std::uint8_t kind_level = 0;  // MessageKind in bits 0-1, the level in bits 2-3
+    Errc status = Errc::ok;
     NodeIndex next = kNil;
   };
   struct Mailbox {
@@ -292,8 +306,11 @@ class Runtime {
   };
   static_assert(sizeof(Envelope) == 16, "Envelope should stay two registers wide");
   Errc enqueue(AgentSlot& s, Message&& msg, Envelope env);
-  bool dequeue(AgentSlot& s, Message* out);
+  bool dequeue(AgentId id, AgentSlot& s, Message* out);
   NodeIndex detach_next(AgentSlot& s);
+  // The message node i holds, its payload moved out; take_node() also frees the node.
+  Message take_node(NodeIndex i, AgentId receiver);
+  Message read_node(NodeIndex i, AgentId receiver);
   void release_node(NodeIndex i);
   void schedule();
   static void on_dispatch(void* context);
@@ -361,7 +378,7 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   auto at_least_one = [](std::size_t n) { return n ? n : std::size_t{1}; };
   std::size_t used = PayloadPool::arena_bytes(config.payloads);
   used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(sized(config).max_agents));
-  used = detail::StartupArray<Node>::arena_step(used, config.max_messages + 1);  // + the spare
+  used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<AgentId>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
@@ -378,7 +395,11 @@ Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {
   for (unsigned level = kPriorityLevels; level-- > 0;) {
     NodeIndex prev = kNil;
     for (NodeIndex i = mb.head[level]; i != kNil; prev = i, i = nodes_[i].next) {
-      if (!pred(static_cast<const Message&>(nodes_[i].msg))) continue;
+      Message msg = read_node(i, a);
+      if (!pred(static_cast<const Message&>(msg))) {
+        nodes_[i].payload.swap(msg.payload);  // back where it was
+        continue;
+      }
       if (prev == kNil) {
         mb.head[level] = nodes_[i].next;
       } else {
@@ -386,13 +407,9 @@ Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {
       }
       if (mb.tail[level] == i) mb.tail[level] = prev;
       if (mb.head[level] == kNil) mb.levels &= static_cast<std::uint8_t>(~(1u << level));
-      Result<Message> out(static_cast<Message&&>(nodes_[i].msg));
-      nodes_[i].msg = Message{};
-      nodes_[i].next = free_node_;
-      free_node_ = i;
-      --nodes_in_use_;
+      release_node(i);
       --mb.count;
-      return out;
+      return Result<Message>(static_cast<Message&&>(msg));
     }
   }
   return Errc::not_found;
