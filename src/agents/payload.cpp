@@ -13,19 +13,24 @@ static_assert(kAlign <= Arena::kAlign && sizeof(detail::PayloadBlock) % kAlign =
               "payload bytes must stay aligned");
 }  // namespace
 
-std::size_t Payload::capacity() const {
-  return block_ ? block_->pool->classes_[block_->size_class].block_size : 0;
-}
+constexpr auto kMaxCount = static_cast<detail::PayloadCount>(-1);
+
+std::size_t Payload::capacity() const { return block_ ? block_->size_class->block_size : 0; }
 
 Errc Payload::resize(std::size_t n) {
   if (!block_) return n == 0 ? Errc::ok : Errc::too_large;
   if (n > capacity()) return Errc::too_large;
-  block_->size = static_cast<std::uint32_t>(n);
+  block_->used.size = static_cast<detail::PayloadCount>(n);
   return Errc::ok;
 }
 
+void Payload::add_ref() {
+  if (block_->used.refs == kMaxCount) panic("Payload: too many copies of one payload");
+  ++block_->used.refs;
+}
+
 void Payload::release_ref() {
-  if (--block_->refs == 0) block_->pool->release(block_);
+  if (--block_->used.refs == 0) block_->size_class->pool->release(block_);
   block_ = nullptr;
 }
 
@@ -36,6 +41,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
     if (class_count_ > 0 && c.block_size <= classes_[class_count_ - 1].block_size) {
       panic("PayloadConfig: classes must grow in size");
     }
+    if (c.block_size > kMaxCount) panic("PayloadConfig: a block holds at most 65535 bytes on 32-bit targets");
     // arena_bytes() cannot refuse a size that wraps; the constructor does.
     constexpr std::size_t kMax = static_cast<std::size_t>(-1);
     if (c.block_size > kMax / 2 || block_stride(c.block_size) > (kMax - total) / c.count) {
@@ -43,6 +49,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
     }
     total += block_stride(c.block_size) * c.count;
     Class& k = classes_[class_count_++];
+    k.pool = this;
     k.block_size = c.block_size;
     k.count = c.count;
   }
@@ -55,7 +62,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
     // The data starts right after the header; header size keeps blocks aligned.
     const std::size_t stride = block_stride(k.block_size);
     for (std::uint32_t j = 0; j < k.count; ++j, p += stride) {
-      auto* b = new (p) detail::PayloadBlock{this, {k.free}, 0, static_cast<std::uint8_t>(i)};
+      auto* b = new (p) detail::PayloadBlock{&k, {k.free}};
       k.free = b;
     }
     k.free_count = k.count;
@@ -82,8 +89,8 @@ detail::PayloadBlock* PayloadPool::take(std::size_t size) {
     detail::PayloadBlock* b = k.free;
     k.free = b->next_free;
     --k.free_count;
-    b->refs = 1;
-    b->size = static_cast<std::uint32_t>(size);
+    b->used.refs = 1;
+    b->used.size = static_cast<detail::PayloadCount>(size);
     ++stats_.allocated;
     if (++stats_.in_use > stats_.high_water) stats_.high_water = stats_.in_use;
     return b;
@@ -110,7 +117,7 @@ Result<Payload> PayloadPool::copy_of(const void* data, std::size_t size) {
 }
 
 void PayloadPool::release(detail::PayloadBlock* b) {
-  Class& k = classes_[b->size_class];
+  Class& k = *b->size_class;
   b->next_free = k.free;
   k.free = b;
   ++k.free_count;

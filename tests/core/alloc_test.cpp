@@ -1,6 +1,7 @@
 // Steady-state use of the core allocates nothing: the wheel, the pending table and the
 // rings are exercised after start-up while every heap allocation is counted.
 #include <new>
+#include <vector>
 
 #include "alloc_counter.hpp"
 #include "tern/agents/runtime.hpp"
@@ -135,6 +136,44 @@ TEST(NoHeapDeathTest, AnArenaTooSmallIsAStartUpFailureNamingTheFix) {
         tern::Reactor reactor(rc);
       },
       "arena_bytes");
+}
+
+// A block in use keeps its size and reference count in 16 bits each on 32-bit targets
+// (the header is 8 bytes there) and 32 bits each on 64-bit ones. Within the limit
+// every copy counts; past it is a contract violation, not a wrapped count.
+TEST(PayloadLimits, CopiesCountUpToThePortsLimit) {
+  tern::PayloadConfig config;
+  config.classes[0] = {64, 1};
+  config.classes[1] = {0, 0};
+  config.classes[2] = {0, 0};
+  tern::PayloadPool pool(config);
+  auto p = pool.copy_of("x", 1);
+  ASSERT_TRUE(p.ok());
+  constexpr bool k16 = sizeof(void*) < 8;
+  // 32-bit: up to the last count the header holds; 64-bit: past what 16 bits would.
+  std::vector<tern::Payload> copies(k16 ? 0xFFFE : 0x10005, *p);
+  EXPECT_EQ(p->refs(), copies.size() + 1);
+  if (k16) {
+    EXPECT_DEATH({ tern::Payload one_more(*p); }, "too many copies");
+  }
+  copies.clear();
+  EXPECT_EQ(p->refs(), 1u);
+}
+
+TEST(PayloadLimits, ABlockOver65535BytesIsRefusedOn32BitTargets) {
+  tern::PayloadConfig config;
+  config.classes[0] = {70000, 1};
+  config.classes[1] = {0, 0};
+  config.classes[2] = {0, 0};
+  if (sizeof(void*) < 8) {
+    EXPECT_DEATH({ tern::PayloadPool pool(config); }, "at most 65535 bytes");
+  } else {
+    tern::PayloadPool pool(config);
+    auto p = pool.make(70000);
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->size(), 70000u);
+    EXPECT_EQ(p->capacity(), 70000u);
+  }
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "tern/core/inplace_function.hpp"
 
+#include <cstdint>
+#include <type_traits>
+
 #include "tern/core/errc.hpp"
 #include "tern/core/rng.hpp"
 #include "tern/core/time.hpp"
@@ -40,6 +43,40 @@ TEST(InplaceFunction, DestroysCaptureExactlyOnce) {
     g();
   }
   EXPECT_EQ(destroyed, 1);
+}
+
+// Besides its capture an InplaceFunction holds one pointer (to its capture type's
+// table): a one-pointer callback is two pointers wide, as a function and context are.
+static_assert(sizeof(tern::InplaceFunction<void(), sizeof(void*), alignof(void*)>) ==
+              2 * sizeof(void*));
+
+// A trivially copyable capture moves by copying its bytes (no move function); every
+// byte of it must arrive, through several moves, an assignment, and into a wider one.
+TEST(InplaceFunction, ATriviallyCopyableCaptureMovesWhole) {
+  struct Wide {
+    std::uint32_t a, b, c;
+    std::uint8_t d;
+    std::uint64_t operator()() const { return a + b * 3ull + c * 5ull + d * 7ull; }
+  };
+  static_assert(std::is_trivially_copyable_v<Wide>);
+  const std::uint64_t want = 0x11111111u + 0x22222222u * 3ull + 0x33333333u * 5ull + 0x44 * 7ull;
+  tern::InplaceFunction<std::uint64_t(), 16, 8> f = Wide{0x11111111u, 0x22222222u, 0x33333333u, 0x44};
+  tern::InplaceFunction<std::uint64_t(), 16, 8> g = std::move(f);
+  EXPECT_FALSE(static_cast<bool>(f));
+  tern::InplaceFunction<std::uint64_t(), 16, 8> h;
+  h = std::move(g);
+  EXPECT_FALSE(static_cast<bool>(g));
+  EXPECT_EQ(h(), want);
+  tern::InplaceFunction<std::uint64_t(), 32, 8> wider = std::move(h);  // wraps h
+  EXPECT_EQ(wider(), want);
+  int calls = 0;
+  tern::InplaceFunction<void(), 16> empty_capture = [] {};
+  tern::InplaceFunction<void(), 16> moved = std::move(empty_capture);
+  moved();
+  tern::InplaceFunction<void(), 16> counted = [&calls] { ++calls; };
+  tern::InplaceFunction<void(), 16> counted_moved = std::move(counted);
+  counted_moved();
+  EXPECT_EQ(calls, 1);
 }
 
 TEST(Errc, NamesAreDistinct) {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <type_traits>
 
 #include "tern/core/arena.hpp"
 #include "tern/core/errc.hpp"
@@ -23,23 +24,40 @@ namespace tern {
 class PayloadPool;
 
 namespace detail {
-// Not API: the header in front of every payload block.
-struct alignas(alignof(std::max_align_t)) PayloadBlock {  // keeps the bytes after it aligned
-  PayloadPool* pool;
+struct PayloadBlock;
+// Not API: one size class of a pool, which its blocks point at.
+struct PayloadClassState {
+  PayloadPool* pool = nullptr;
+  std::uint32_t block_size = 0;
+  std::uint32_t count = 0;
+  std::size_t free_count = 0;
+  PayloadBlock* free = nullptr;
+};
+// The size and reference count of a block in use: 16 bits each on 32-bit targets (so
+// a block holds at most 65 535 bytes and a payload has at most 65 535 copies there),
+// 32 bits each on 64-bit ones, where the free-list pointer they share space with is 8.
+using PayloadCount = std::conditional_t<sizeof(void*) >= 8, std::uint32_t, std::uint16_t>;
+// Not API: the header in front of every payload block. 8 bytes on 32-bit targets, 16 on
+// 64-bit ones: what keeps the bytes after it aligned to max_align_t in both.
+struct alignas(alignof(std::max_align_t)) PayloadBlock {
+  PayloadClassState* size_class;
   union {
     PayloadBlock* next_free;  // while in the pool
-    std::uint32_t size;       // while in use: bytes in use
+    struct {
+      PayloadCount size;  // bytes in use
+      PayloadCount refs;
+    } used;               // while in use
   };
-  std::uint32_t refs;
-  std::uint8_t size_class;
 };
 }  // namespace detail
 
 class Payload {
  public:
   Payload() = default;
+  // A payload has at most 65 535 copies on 32-bit targets (2^32 - 1 on 64-bit); one
+  // more is a contract violation (panic).
   Payload(const Payload& o) : block_(o.block_) {
-    if (block_) ++block_->refs;
+    if (block_) add_ref();
   }
   Payload(Payload&& o) noexcept : block_(o.block_) { o.block_ = nullptr; }
   Payload& operator=(const Payload& o) {
@@ -59,8 +77,8 @@ class Payload {
   }
   ~Payload() { reset(); }
 
-  bool empty() const { return block_ == nullptr || block_->size == 0; }
-  std::size_t size() const { return block_ ? block_->size : 0; }
+  bool empty() const { return block_ == nullptr || block_->used.size == 0; }
+  std::size_t size() const { return block_ ? block_->used.size : 0; }
   // Capacity of the block (>= size()).
   std::size_t capacity() const;
   std::uint8_t* data() { return block_ ? reinterpret_cast<std::uint8_t*>(block_ + 1) : nullptr; }
@@ -68,13 +86,13 @@ class Payload {
     return block_ ? reinterpret_cast<const std::uint8_t*>(block_ + 1) : nullptr;
   }
   std::string_view view() const {
-    return block_ ? std::string_view(reinterpret_cast<const char*>(block_ + 1), block_->size)
+    return block_ ? std::string_view(reinterpret_cast<const char*>(block_ + 1), block_->used.size)
                   : std::string_view();
   }
   // Shrinks or grows the used size within capacity(). Errors: too_large.
   Errc resize(std::size_t n);
   // How many Payloads share this buffer (0 for an empty Payload).
-  std::uint32_t refs() const { return block_ ? block_->refs : 0; }
+  std::uint32_t refs() const { return block_ ? block_->used.refs : 0; }
   void reset() {
     if (block_) release_ref();  // inline: nearly every reset is of an empty Payload
   }
@@ -86,6 +104,7 @@ class Payload {
 
  private:
   friend class PayloadPool;
+  void add_ref();
   void release_ref();
   explicit Payload(detail::PayloadBlock* b) : block_(b) {}
   detail::PayloadBlock* block_ = nullptr;
@@ -150,12 +169,7 @@ class PayloadPool {
   detail::PayloadBlock* take(std::size_t size);
   void release(detail::PayloadBlock* b);
 
-  struct Class {
-    std::uint32_t block_size = 0;
-    std::uint32_t count = 0;
-    std::size_t free_count = 0;
-    detail::PayloadBlock* free = nullptr;
-  };
+  using Class = detail::PayloadClassState;
   Class classes_[PayloadConfig::kMaxClasses];
   int class_count_ = 0;
   unsigned char* memory_ = nullptr;

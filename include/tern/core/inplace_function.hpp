@@ -1,6 +1,7 @@
 // InplaceFunction<Sig, Bytes, Align>: a move-only callable stored inside the object, never
 // on the heap. A capture that does not fit in `Bytes` (or needs more than `Align`) is a
-// compile error, not an allocation.
+// compile error, not an allocation. Besides the capture it holds one pointer, to a
+// static table of what calls, moves and destroys that capture's type.
 //
 //   tern::InplaceFunction<void(int), 24> f = [this, id](int v) { use(id, v); };
 //   f(42);
@@ -52,17 +53,7 @@ class InplaceFunction<R(Args...), Bytes, Align> {
       if (!f) return;
     }
     new (&storage_) D(std::forward<F>(f));
-    invoke_ = [](void* s, Args... args) -> R {
-      if constexpr (std::is_void_v<R>) {
-        std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);  // a result is dropped
-      } else {
-        return std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);
-      }
-    };
-    manage_ = [](void* dst, void* src) {
-      if (dst) new (dst) D(std::move(*static_cast<D*>(src)));
-      static_cast<D*>(src)->~D();
-    };
+    ops_ = &kOps<D>;
   }
 
   InplaceFunction(InplaceFunction&& o) noexcept { take(o); }
@@ -81,35 +72,64 @@ class InplaceFunction<R(Args...), Bytes, Align> {
   InplaceFunction& operator=(const InplaceFunction&) = delete;
   ~InplaceFunction() { reset(); }
 
-  explicit operator bool() const { return invoke_ != nullptr; }
+  explicit operator bool() const { return ops_ != nullptr; }
 
   // Calling an empty function is a contract violation (panic).
   R operator()(Args... args) {
-    if (!invoke_) panic("InplaceFunction: call of an empty function");
-    return invoke_(&storage_, std::forward<Args>(args)...);
+    if (!ops_) panic("InplaceFunction: call of an empty function");
+    return ops_->invoke(&storage_, std::forward<Args>(args)...);
   }
 
   // Empty before the held callable's destructor runs, so that destructor may reset or
   // test this function again without destroying it twice.
   void reset() {
-    auto manage = manage_;
-    invoke_ = nullptr;
-    manage_ = nullptr;
-    if (manage) manage(nullptr, &storage_);
+    const Ops* ops = ops_;
+    ops_ = nullptr;
+    if (ops && ops->manage) ops->manage(nullptr, &storage_);
   }
 
  private:
+  struct Ops {
+    R (*invoke)(void*, Args...);
+    // Moves the capture from src to dst (when dst is not null) and destroys src's.
+    // Null for a capture that is trivially copyable and destructible: its `size`
+    // bytes are copied.
+    void (*manage)(void* dst, void* src);
+    std::size_t size;
+  };
+  template <typename D>
+  static R invoke_as(void* s, Args... args) {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);  // a result is dropped
+    } else {
+      return std::invoke(*static_cast<D*>(s), std::forward<Args>(args)...);
+    }
+  }
+  template <typename D>
+  static void manage_as(void* dst, void* src) {
+    if (dst) new (dst) D(std::move(*static_cast<D*>(src)));
+    static_cast<D*>(src)->~D();
+  }
+  template <typename D>
+  static constexpr Ops kOps{
+      &invoke_as<D>,
+      std::is_trivially_copyable_v<D> && std::is_trivially_destructible_v<D> ? nullptr
+                                                                              : &manage_as<D>,
+      std::is_empty_v<D> ? 0 : sizeof(D)};  // an empty capture has no bytes to copy
+
   void take(InplaceFunction& o) {
-    if (o.manage_) o.manage_(&storage_, &o.storage_);
-    invoke_ = o.invoke_;
-    manage_ = o.manage_;
-    o.invoke_ = nullptr;
-    o.manage_ = nullptr;
+    const Ops* ops = o.ops_;
+    if (ops && ops->manage) {
+      ops->manage(&storage_, &o.storage_);
+    } else if (ops) {
+      __builtin_memcpy(&storage_, &o.storage_, ops->size);
+    }
+    ops_ = ops;
+    o.ops_ = nullptr;
   }
 
   alignas(Align) unsigned char storage_[Bytes];
-  R (*invoke_)(void*, Args...) = nullptr;
-  void (*manage_)(void* dst, void* src) = nullptr;
+  const Ops* ops_ = nullptr;
 };
 
 }  // namespace tern
