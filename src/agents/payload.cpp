@@ -51,7 +51,7 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
     Class& k = classes_[class_count_++];
     k.pool = this;
     k.block_size = c.block_size;
-    k.count = c.count;
+    k.free_count = c.count;
   }
   memory_ = static_cast<unsigned char*>(detail::startup_take(
       arena_, total, kAlign,
@@ -61,11 +61,10 @@ PayloadPool::PayloadPool(const PayloadConfig& config, Arena* arena) : arena_(are
     Class& k = classes_[i];
     // The data starts right after the header; header size keeps blocks aligned.
     const std::size_t stride = block_stride(k.block_size);
-    for (std::uint32_t j = 0; j < k.count; ++j, p += stride) {
+    for (std::size_t j = 0; j < k.free_count; ++j, p += stride) {
       auto* b = new (p) detail::PayloadBlock{&k, {k.free}};
       k.free = b;
     }
-    k.free_count = k.count;
   }
 }
 

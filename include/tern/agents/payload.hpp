@@ -29,7 +29,6 @@ struct PayloadBlock;
 struct PayloadClassState {
   PayloadPool* pool = nullptr;
   std::uint32_t block_size = 0;
-  std::uint32_t count = 0;
   std::size_t free_count = 0;
   PayloadBlock* free = nullptr;
 };
