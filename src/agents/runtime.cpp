@@ -257,7 +257,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
       targets_(allocate_array<AgentId>(config.max_pending, config.arena)),
       timers_(allocate_array<TimerEntry>(config.max_timers, config.arena)),
-      topics_(allocate_array<Topic>(config.max_topics, config.arena)),
+      topics_(allocate_array<Topic>(config_.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
   detail::startup_finish(config.arena);
   if (config_.max_messages >= kNil) panic("RuntimeConfig: max_messages must be below 65535");
@@ -367,8 +367,6 @@ Errc Runtime::group_stop_reason(GroupId g) const {
 // ---- mailboxes ----
 
 static_assert(sizeof(Message) == 40, "Message changed: update enqueue() and read_node(), which copy it field by field");
-static_assert(static_cast<unsigned>(MessageKind::error) < 4 && kPriorityLevels <= 4,
-              "Node::kind_level packs the kind and the level in 2 bits each");
 
 Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   Mailbox& mb = s.mailbox;
@@ -386,16 +384,16 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   const auto value = static_cast<std::uint64_t>(msg.value);
   n.value_lo = static_cast<std::uint32_t>(value);
   n.value_hi = static_cast<std::uint32_t>(value >> 32);
-  n.correlation_lo = static_cast<std::uint32_t>(env.correlation.value);
-  n.correlation_hi = static_cast<std::uint32_t>(env.correlation.value >> 32);
+  n.generation = env.correlation.generation();
+  n.slot = static_cast<std::uint16_t>(env.correlation.slot());  // a pending slot: < 65535
   n.payload.swap(msg.payload);
   n.type = msg.type;
-  n.topic = env.topic;
-  n.sender = env.sender;
+  const unsigned topic = env.topic == kNoTopic ? kNodeNoTopic : env.topic;  // < kMaxTopics
+  n.topic_kind = static_cast<std::uint16_t>(topic | static_cast<unsigned>(env.kind) << 14);
+  n.sender = static_cast<std::uint8_t>(env.sender);  // < kMaxAgents, or kNoAgent: 0xFF
+  n.status = msg.status;
   const unsigned priority = env.priority >= 0 ? static_cast<unsigned>(env.priority) : msg.priority;
   const unsigned level = priority < kPriorityLevels ? priority : kPriorityLevels - 1;
-  n.kind_level = static_cast<std::uint8_t>(static_cast<unsigned>(env.kind) | level << 2);
-  n.status = msg.status;
   n.next = kNil;
   if (mb.tail[level] == kNil) {
     mb.head[level] = i;
@@ -412,9 +410,9 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
 
 // Unlinks the next message (highest priority first); its node stays taken until
 // take_node() unpacks it.
-Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
+Runtime::Detached Runtime::detach_next(AgentSlot& s) {
   Mailbox& mb = s.mailbox;
-  if (mb.levels == 0) return kNil;
+  if (mb.levels == 0) return Detached{kNil, 0};
   const unsigned level = 31u - static_cast<unsigned>(__builtin_clz(mb.levels));
   const NodeIndex i = mb.head[level];
   mb.head[level] = nodes_[i].next;
@@ -423,28 +421,29 @@ Runtime::NodeIndex Runtime::detach_next(AgentSlot& s) {
     mb.levels &= static_cast<std::uint8_t>(~(1u << level));
   }
   --mb.count;
-  return i;
+  return Detached{i, static_cast<std::uint8_t>(level)};
 }
 
-Message Runtime::read_node(NodeIndex i, AgentId receiver) {
+Message Runtime::read_node(NodeIndex i, AgentId receiver, unsigned level) {
   Node& n = nodes_[i];
+  const unsigned topic = n.topic_kind & 0x3FFFu;
   // Each field written once, straight into the caller's Message.
   return Message{
       .value = static_cast<std::int64_t>(std::uint64_t{n.value_hi} << 32 | n.value_lo),
-      .correlation = RequestId{std::uint64_t{n.correlation_hi} << 32 | n.correlation_lo},
+      .correlation = RequestId::make(n.slot, n.generation),
       .payload = static_cast<Payload&&>(n.payload),
       .type = n.type,
-      .topic = n.topic,
-      .sender = n.sender,
+      .topic = topic == kNodeNoTopic ? kNoTopic : static_cast<TopicId>(topic),
+      .sender = n.sender == 0xFF ? kNoAgent : AgentId{n.sender},
       .receiver = receiver,
-      .kind = static_cast<MessageKind>(n.kind_level & 3u),
-      .priority = static_cast<std::uint8_t>(n.kind_level >> 2),
+      .kind = static_cast<MessageKind>(n.topic_kind >> 14),
+      .priority = static_cast<std::uint8_t>(level),
       .status = n.status,
   };
 }
 
-Message Runtime::take_node(NodeIndex i, AgentId receiver) {
-  Message m = read_node(i, receiver);
+Message Runtime::take_node(NodeIndex i, AgentId receiver, unsigned level) {
+  Message m = read_node(i, receiver, level);
   nodes_[i].next = free_node_;  // release_node() without the reset: its payload is out
   free_node_ = i;
   --nodes_in_use_;
@@ -459,9 +458,9 @@ void Runtime::release_node(NodeIndex i) {
 }
 
 bool Runtime::dequeue(AgentId id, AgentSlot& s, Message* out) {
-  NodeIndex i = detach_next(s);
-  if (i == kNil) return false;
-  *out = take_node(i, id);
+  const Detached d = detach_next(s);
+  if (d.node == kNil) return false;
+  *out = take_node(d.node, id, d.level);
   return true;
 }
 
@@ -471,6 +470,9 @@ Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
   const TopicId topic = msg.topic;  // kept: a forwarded event still names its topic
+  if (!valid_sender(from) || (topic != kNoTopic && topic >= topic_count_)) {
+    return Errc::invalid_argument;
+  }
   Errc e = enqueue(*s, std::move(msg), Envelope{.topic = topic, .sender = from, .receiver = to});
   if (e == Errc::ok) {
     ++stats_.sent;
@@ -550,6 +552,10 @@ std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message&& msg
     ++stats_.publish_refused;
     return static_cast<std::uint32_t>(Errc::not_found);
   }
+  if (!valid_sender(from)) {
+    ++stats_.publish_refused;
+    return static_cast<std::uint32_t>(Errc::invalid_argument);
+  }
   ++stats_.published;
   if (AgentSlot* f = slot(from)) ++f->counters.messages_out;
   std::uint32_t delivered = 0;  // at most max_agents (64) each: 12 bits is plenty
@@ -578,7 +584,7 @@ std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message&& msg
 Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                                         RequestOptions options, ReplyCallback on_reply) {
   if (shutting_down_ || draining_) return Errc::shutdown;
-  if (!on_reply) return Errc::invalid_argument;
+  if (!on_reply || !valid_sender(from)) return Errc::invalid_argument;
   // A stopping agent starts nothing: its on_stop and the cancellations run after its
   // requests were cancelled, so a new one would outlive the stop.
   AgentSlot* const requester = slot(from);
@@ -751,9 +757,9 @@ bool Runtime::dispatch_pass(bool restarts) {
     if (restarts && s.restart_pending) restart(id, s);
     for (std::size_t m = 0; m < config_.dispatch_budget; ++m) {
       if (s.state != AgentState::running || s.stop_pending) break;
-      NodeIndex i = detach_next(s);
-      if (i == kNil) break;
-      Message msg = take_node(i, id);  // the node is free again before the handler runs
+      const Detached d = detach_next(s);
+      if (d.node == kNil) break;
+      Message msg = take_node(d.node, id, d.level);  // the node is free before the handler runs
       deliver(id, s, msg);
     }
   }

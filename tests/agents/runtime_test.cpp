@@ -1101,6 +1101,41 @@ TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
   EXPECT_EQ(f.rt.messages_in_use(), 0u);
 }
 
+// A queued message keeps its sender in one byte and its topic in 14 bits, so what
+// cannot be a sender or a topic is refused at the door, not cut down in the mailbox.
+TEST(Runtime, ASenderOrTopicThatCannotBeIsRefused) {
+  Fixture f;
+  Recorder r;
+  auto id = f.rt.spawn(r, {.name = "r"});
+  ASSERT_TRUE(id.ok());
+  auto topic = f.rt.topic("t");
+  ASSERT_TRUE(topic.ok());
+  ASSERT_EQ(f.rt.subscribe(*id, *topic), Errc::ok);
+  const AgentId not_an_agent = 300;  // would read as 44 in one byte
+  EXPECT_EQ(f.rt.send_from(not_an_agent, *id, value(1)), Errc::invalid_argument);
+  EXPECT_EQ(f.rt.publish_from(not_an_agent, *topic, value(2)).status, Errc::invalid_argument);
+  EXPECT_EQ(f.rt.stats().publish_refused, 1u);
+  EXPECT_EQ(f.rt.request_from(not_an_agent, *id, value(3), {}, [](Result<Message>) {}).error(),
+            Errc::invalid_argument);
+  Message stray = value(4);
+  stray.topic = static_cast<tern::TopicId>(*topic + 1);  // no such topic
+  EXPECT_EQ(f.rt.send(*id, std::move(stray)), Errc::invalid_argument);
+  Message forwarded = value(5);
+  forwarded.topic = *topic;
+  EXPECT_EQ(f.rt.send(*id, std::move(forwarded)), Errc::ok);
+  EXPECT_EQ(f.rt.messages_in_use(), 1u);
+  EXPECT_EQ(f.rt.pending_in_use(), 0u);
+  f.run();
+  ASSERT_EQ(r.n, 1);
+  EXPECT_EQ(r.seen[0], 5);
+  // More topics than a node can name are not allocated: the config is cut to kMaxTopics.
+  tern::RuntimeConfig many = Fixture::runtime_config();
+  many.max_topics = Runtime::kMaxTopics + 1000;
+  tern::RuntimeConfig most = many;
+  most.max_topics = Runtime::kMaxTopics;
+  EXPECT_EQ(Runtime::arena_bytes(many), Runtime::arena_bytes(most));
+}
+
 // Priority is 0..3; a message sent with a higher one queues at 3 and arrives as 3.
 TEST(Runtime, APriorityAboveThreeArrivesAsThree) {
   Fixture f;

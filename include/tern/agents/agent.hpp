@@ -141,7 +141,8 @@ struct AgentTimerId {
 };
 
 struct PublishResult {
-  Errc status = Errc::ok;       // not_found (unknown topic), shutdown; ok otherwise
+  Errc status = Errc::ok;       // not_found (unknown topic), shutdown, invalid_argument
+                                // (publish_from() by no agent); ok otherwise
   std::uint16_t delivered = 0;  // mailboxes that took the message
   std::uint16_t dropped = 0;    // subscribers whose mailbox was full (each counted)
 };
@@ -156,8 +157,9 @@ class Context {
   Runtime& runtime() { return runtime_; }
   Instant now() const;
 
-  // Queues `msg` (an event) in `to`'s mailbox. Errors: full (its mailbox), closed
-  // (not running), not_found, shutdown.
+  // Queues `msg` (an event) in `to`'s mailbox. Its topic is kept (a forwarded event
+  // names the topic it came on). Errors: full (its mailbox), closed (not running),
+  // not_found, shutdown, invalid_argument (msg.topic is neither kNoTopic nor a topic).
   Errc send(AgentId to, Message msg);
   // Delivers `msg` to every subscriber of `topic` on a later turn.
   PublishResult publish(TopicId topic, Message msg);

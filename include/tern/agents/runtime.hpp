@@ -39,7 +39,7 @@ struct RuntimeConfig {
                                     // mailbox capacities must fit)
   std::size_t max_pending = 64;     // requests in flight (below 65535)
   std::size_t max_timers = 64;      // Context::after() timers
-  std::size_t max_topics = 32;
+  std::size_t max_topics = 32;      // at most 16383
   std::size_t max_wildcards = 8;    // "prefix*" subscriptions
   std::size_t dispatch_budget = 8;  // messages per agent per turn (fairness)
   PayloadConfig payloads;
@@ -77,6 +77,7 @@ class Runtime {
  public:
   using EscalationHandler = InplaceFunction<void(GroupId, AgentId, Errc), 2 * sizeof(void*)>;
   static constexpr std::size_t kMaxAgents = 64;
+  static constexpr std::size_t kMaxTopics = 16383;
   static constexpr std::size_t kTopicNameMax = 31;
 
   Runtime(Reactor& reactor, const RuntimeConfig& config = RuntimeConfig{});
@@ -106,7 +107,8 @@ class Runtime {
 
   // The same again, acting as agent `from`: for an agent's own code that runs outside
   // a handler (a Retrier attempt, a Batcher flush, a Reactor timer) so that what it
-  // starts is owned by, counted for, and cancelled with that agent.
+  // starts is owned by, counted for, and cancelled with that agent. A `from` that is
+  // neither kNoAgent nor below kMaxAgents is refused: invalid_argument.
   Errc send_from(AgentId from, AgentId to, Message msg);
   PublishResult publish_from(AgentId from, TopicId topic, Message msg) {
     const std::uint32_t r = publish_packed(from, topic, std::move(msg));
@@ -188,23 +190,32 @@ class Runtime {
                                    detail::kPortCallbackAlign>;
   static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
 
-  // A queued message, packed: 32 bytes on 32-bit targets, where a Message is 40. The
-  // receiver is not kept (it is the mailbox's agent); value and correlation are held
-  // as 32-bit halves, so the node is 4-aligned there; kind shares a byte with the
-  // priority, kept as the level the message queues at (0..3). On 64-bit targets the
-  // payload pointer aligns it to 40.
+  // A queued message, packed: 28 bytes on 32-bit targets and 32 on 64-bit ones, where
+  // a Message is 40. Not kept: the receiver (the mailbox's agent) and the priority (the
+  // level whose list holds the node). The value is held as 32-bit halves, so the node
+  // is 4-aligned on 32-bit targets; the correlation as its slot (below 65 535) and
+  // generation; the topic (below kMaxTopics) shares 16 bits with the kind; the sender
+  // (below kMaxAgents) takes one byte.
   struct Node {
+    Payload payload;  // empty while the node is free
     std::uint32_t value_lo = 0;
     std::uint32_t value_hi = 0;
-    std::uint32_t correlation_lo = 0;
-    std::uint32_t correlation_hi = 0;
-    Payload payload;  // empty while the node is free
+    std::uint32_t generation = 0;  // RequestId::generation(): 0 but for requests
     std::uint32_t type = 0;
-    TopicId topic = kNoTopic;
-    AgentId sender = kNoAgent;
-    std::uint8_t kind_level = 0;  // MessageKind in bits 0-1, the level in bits 2-3
+    std::uint16_t slot = 0;        // RequestId::slot()
+    std::uint16_t topic_kind = 0;  // TopicId in bits 0-13 (kNoTopic as kNodeNoTopic),
+                                   // MessageKind in bits 14-15
+    std::uint8_t sender = 0;       // AgentId, kNoAgent as 0xFF
     Errc status = Errc::ok;
     NodeIndex next = kNil;
+  };
+  static constexpr std::uint16_t kNodeNoTopic = 0x3FFF;
+  static_assert(static_cast<unsigned>(MessageKind::error) < 4 && kMaxTopics <= kNodeNoTopic,
+                "Node::topic_kind packs a topic in 14 bits and the kind in 2");
+  static_assert(kMaxAgents < 0xFF, "Node::sender holds an agent in one byte");
+  struct Detached {  // a message unlinked from its mailbox: its node and its level
+    NodeIndex node;
+    std::uint8_t level;
   };
   struct Mailbox {
     NodeIndex head[kPriorityLevels];
@@ -307,10 +318,11 @@ class Runtime {
   static_assert(sizeof(Envelope) == 16, "Envelope should stay two registers wide");
   Errc enqueue(AgentSlot& s, Message&& msg, Envelope env);
   bool dequeue(AgentId id, AgentSlot& s, Message* out);
-  NodeIndex detach_next(AgentSlot& s);
-  // The message node i holds, its payload moved out; take_node() also frees the node.
-  Message take_node(NodeIndex i, AgentId receiver);
-  Message read_node(NodeIndex i, AgentId receiver);
+  Detached detach_next(AgentSlot& s);  // node kNil: the mailbox is empty
+  // The message node i holds, queued at `level`, its payload moved out; take_node()
+  // also frees the node.
+  Message take_node(NodeIndex i, AgentId receiver, unsigned level);
+  Message read_node(NodeIndex i, AgentId receiver, unsigned level);
   void release_node(NodeIndex i);
   void schedule();
   static void on_dispatch(void* context);
@@ -333,8 +345,11 @@ class Runtime {
   // The config as the tables get it (arena_bytes() follows it too).
   static constexpr RuntimeConfig sized(RuntimeConfig c) {
     if (c.max_agents > kMaxAgents) c.max_agents = kMaxAgents;
+    if (c.max_topics > kMaxTopics) c.max_topics = kMaxTopics;
     return c;
   }
+  // Whom a message may name as its sender: an agent's id or kNoAgent.
+  static bool valid_sender(AgentId from) { return from == kNoAgent || from < kMaxAgents; }
 
   Reactor& reactor_;
   RuntimeConfig config_;
@@ -382,7 +397,7 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<AgentId>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
-  used = detail::StartupArray<Topic>::arena_step(used, at_least_one(config.max_topics));
+  used = detail::StartupArray<Topic>::arena_step(used, at_least_one(sized(config).max_topics));
   used = detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));
   return detail::startup_total(used);
 }
@@ -395,7 +410,7 @@ Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {
   for (unsigned level = kPriorityLevels; level-- > 0;) {
     NodeIndex prev = kNil;
     for (NodeIndex i = mb.head[level]; i != kNil; prev = i, i = nodes_[i].next) {
-      Message msg = read_node(i, a);
+      Message msg = read_node(i, a, level);
       if (!pred(static_cast<const Message&>(msg))) {
         nodes_[i].payload.swap(msg.payload);  // back where it was
         continue;
