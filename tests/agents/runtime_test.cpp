@@ -1119,7 +1119,11 @@ TEST(Runtime, ASenderOrTopicThatCannotBeIsRefused) {
             Errc::invalid_argument);
   Message stray = value(4);
   stray.topic = static_cast<tern::TopicId>(*topic + 1);  // no such topic
+  Message stray_request = value(4);
+  stray_request.topic = stray.topic;
   EXPECT_EQ(f.rt.send(*id, std::move(stray)), Errc::invalid_argument);
+  EXPECT_EQ(f.rt.request(*id, std::move(stray_request), {}, [](Result<Message>) {}).error(),
+            Errc::invalid_argument);
   Message forwarded = value(5);
   forwarded.topic = *topic;
   EXPECT_EQ(f.rt.send(*id, std::move(forwarded)), Errc::ok);

@@ -166,7 +166,8 @@ class Context {
   // Asks `to`; on_reply runs exactly once (reply, error, timeout or cancelled) if this
   // returns ok, never otherwise. Errors: full (pending table or its mailbox),
   // closed (`to` is not running, or this agent is stopping: in on_stop, in a
-  // cancellation, after stop_self()), not_found, shutdown, invalid_argument.
+  // cancellation, after stop_self()), not_found, shutdown, invalid_argument (no
+  // on_reply, or msg.topic is neither kNoTopic nor a topic).
   Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply);
   // Runs cb(Errc::ok) after `delay`, or cb(Errc::cancelled) if the agent stops first.
   Result<AgentTimerId> after(Duration delay, AgentTimerCallback cb);
