@@ -368,12 +368,10 @@ Errc Runtime::group_stop_reason(GroupId g) const {
 
 static_assert(sizeof(Message) == 40, "Message changed: update enqueue() and read_node(), which copy it field by field");
 
-// Inlined into its callers when optimising for speed: publish_packed() calls it twice
-// per subscriber loop, and the call costs more than its body there (~15 % of a publish
-// to 8 agents on x86-64). At -Os (the Cortex-M build) the compiler decides.
-#if defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
-[[gnu::always_inline]] inline
-#endif
+// Declared always_inline when optimising for speed (only this file calls it):
+// publish_packed() calls it twice per subscriber loop, and the call costs more than its
+// body there (~7 % of a publish to 8 agents on x86-64). At -Os (the Cortex-M build) the
+// compiler decides.
 Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   Mailbox& mb = s.mailbox;
   if (mb.count >= mb.capacity || free_node_ == kNil) {

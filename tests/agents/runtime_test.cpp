@@ -1101,8 +1101,9 @@ TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
   EXPECT_EQ(f.rt.messages_in_use(), 0u);
 }
 
-// A queued message keeps its sender in one byte and its topic in 14 bits, so what
-// cannot be a sender or a topic is refused at the door, not cut down in the mailbox.
+// A queued message keeps its sender in one byte and its topic in 14 bits, so a sender
+// that is neither an agent id (below kMaxAgents) nor kNoAgent, or a topic this runtime
+// does not have, is refused at the door, not cut down in the mailbox.
 TEST(Runtime, ASenderOrTopicThatCannotBeIsRefused) {
   Fixture f;
   Recorder r;
@@ -1132,12 +1133,84 @@ TEST(Runtime, ASenderOrTopicThatCannotBeIsRefused) {
   f.run();
   ASSERT_EQ(r.n, 1);
   EXPECT_EQ(r.seen[0], 5);
-  // More topics than a node can name are not allocated: the config is cut to kMaxTopics.
+  // More topics than a node can name are not allocated: the config is cut to kMaxTopics,
+  // by arena_bytes() and by the constructor alike (an arena of exactly that size holds
+  // the runtime, where 1 000 topics more would not fit: a start-up panic).
   tern::RuntimeConfig many = Fixture::runtime_config();
   many.max_topics = Runtime::kMaxTopics + 1000;
   tern::RuntimeConfig most = many;
   most.max_topics = Runtime::kMaxTopics;
-  EXPECT_EQ(Runtime::arena_bytes(many), Runtime::arena_bytes(most));
+  const std::size_t bytes = Runtime::arena_bytes(many);
+  EXPECT_EQ(bytes, Runtime::arena_bytes(most));
+  auto* memory = new unsigned char[bytes];
+  {
+    tern::Arena arena(memory, bytes);
+    many.arena = &arena;
+    Runtime big(f.reactor, many);
+    EXPECT_EQ(arena.used(), bytes);
+  }
+  delete[] memory;
+}
+
+// The packed node's narrow fields, at the top of their ranges: a pending slot above
+// 255 (its 16 bits), a topic above 255 (its 14 bits, beside the kind), and the
+// highest agent id a sender may be (its byte).
+TEST(Runtime, AQueuedMessageKeepsWideSlotTopicAndSender) {
+  Fixture f;
+  tern::RuntimeConfig c = Fixture::runtime_config();
+  c.max_messages = 300;
+  c.max_pending = 300;
+  c.max_topics = 300;
+  Runtime rt(f.reactor, c);
+  struct Keep : tern::Agent {
+    Reply replies[300];
+    tern::RequestId last_request;
+    Message event;
+    Message published;
+    int requests = 0;
+    void on_message(Context&, Message& m) override {
+      (m.topic == tern::kNoTopic ? event : published) = std::move(m);
+    }
+    void on_request(Context&, Message& m, Reply reply) override {
+      last_request = m.correlation;
+      replies[requests++] = std::move(reply);
+    }
+  } keep;
+  auto k = rt.spawn(keep, {.name = "keep", .mailbox = 290});
+  ASSERT_TRUE(k.ok());
+  tern::RequestId last;
+  for (int i = 0; i < 280; ++i) {
+    auto rid = rt.request(*k, value(i), {.timeout = tern::seconds(5)}, [](Result<Message>) {});
+    ASSERT_TRUE(rid.ok());
+    last = *rid;
+  }
+  ASSERT_GE(last.slot(), 256u);
+  tern::TopicId high = 0;
+  for (int i = 0; i < 300; ++i) {
+    char name[8];
+    std::snprintf(name, sizeof name, "t%d", i);
+    auto t = rt.topic(name);
+    ASSERT_TRUE(t.ok());
+    high = *t;
+  }
+  ASSERT_GE(high, 256u);
+  ASSERT_EQ(rt.subscribe(*k, high), Errc::ok);
+  ASSERT_EQ(rt.publish(high, value(7)).delivered, 1u);
+  const AgentId top_sender = Runtime::kMaxAgents - 1;  // a valid id, though no agent has it
+  ASSERT_EQ(rt.send_from(top_sender, *k, value(8)), Errc::ok);
+  f.run();
+  EXPECT_EQ(keep.requests, 280);
+  EXPECT_EQ(keep.last_request, last);
+  EXPECT_EQ(keep.published.topic, high);
+  EXPECT_EQ(keep.published.kind, tern::MessageKind::event);
+  EXPECT_EQ(keep.event.sender, top_sender);
+  for (Reply& r : keep.replies) {
+    if (r.pending()) {
+      EXPECT_EQ(r.ok(Message{}), Errc::ok);
+    }
+  }
+  f.run();
+  EXPECT_EQ(rt.pending_in_use(), 0u);
 }
 
 // Priority is 0..3; a message sent with a higher one queues at 3 and arrives as 3.

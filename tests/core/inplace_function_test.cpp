@@ -69,10 +69,13 @@ TEST(InplaceFunction, ATriviallyCopyableCaptureMovesWhole) {
   EXPECT_EQ(h(), want);
   tern::InplaceFunction<std::uint64_t(), 32, 8> wider = std::move(h);  // wraps h
   EXPECT_EQ(wider(), want);
-  int calls = 0;
-  tern::InplaceFunction<void(), 16> empty_capture = [] {};
+  static int empty_calls = 0;
+  empty_calls = 0;
+  tern::InplaceFunction<void(), 16> empty_capture = [] { ++empty_calls; };
   tern::InplaceFunction<void(), 16> moved = std::move(empty_capture);
   moved();
+  EXPECT_EQ(empty_calls, 1);
+  int calls = 0;
   tern::InplaceFunction<void(), 16> counted = [&calls] { ++calls; };
   tern::InplaceFunction<void(), 16> counted_moved = std::move(counted);
   counted_moved();

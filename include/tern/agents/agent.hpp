@@ -142,7 +142,8 @@ struct AgentTimerId {
 
 struct PublishResult {
   Errc status = Errc::ok;       // not_found (unknown topic), shutdown, invalid_argument
-                                // (publish_from() by no agent); ok otherwise
+                                // (publish_from() with a `from` neither kNoAgent nor
+                                // below Runtime::kMaxAgents); ok otherwise
   std::uint16_t delivered = 0;  // mailboxes that took the message
   std::uint16_t dropped = 0;    // subscribers whose mailbox was full (each counted)
 };
@@ -174,7 +175,8 @@ class Context {
   // Cancels a pending timer without running it; false if it is not pending.
   bool cancel(AgentTimerId id);
   // Selective receive: removes the first queued message matching pred (highest
-  // priority first). Errors: not_found.
+  // priority first). pred sees each message in turn and must not take from or stop
+  // this agent's mailbox itself. Errors: not_found.
   template <typename Pred>
   Result<Message> take_first(Pred&& pred);
   // The Reply for a request taken with take_first() (an empty Reply for other kinds).

@@ -36,8 +36,8 @@ struct PayloadClassState {
 // a block holds at most 65 535 bytes and a payload has at most 65 535 copies there),
 // 32 bits each on 64-bit ones, where the free-list pointer they share space with is 8.
 using PayloadCount = std::conditional_t<sizeof(void*) >= 8, std::uint32_t, std::uint16_t>;
-// Not API: the header in front of every payload block. 8 bytes on 32-bit targets, 16 on
-// 64-bit ones: what keeps the bytes after it aligned to max_align_t in both.
+// Not API: the header in front of every payload block, a multiple of max_align_t so the
+// bytes after it stay aligned: 8 bytes on ARM32 (Cortex-M, armhf), 16 on 64-bit targets.
 struct alignas(alignof(std::max_align_t)) PayloadBlock {
   PayloadClassState* size_class;
   union {
@@ -110,7 +110,8 @@ class Payload {
 };
 
 struct PayloadClass {
-  std::uint32_t block_size = 0;  // usable bytes per block
+  std::uint32_t block_size = 0;  // usable bytes per block (at most 65 535 on 32-bit
+                                 // targets: more is a start-up panic)
   std::uint32_t count = 0;       // blocks of this size
 };
 

@@ -36,7 +36,7 @@ namespace tern {
 struct RuntimeConfig {
   std::size_t max_agents = 16;      // at most 64
   std::size_t max_messages = 256;   // queued messages across all mailboxes (the sum of
-                                    // mailbox capacities must fit)
+                                    // mailbox capacities must fit; below 65535)
   std::size_t max_pending = 64;     // requests in flight (below 65535)
   std::size_t max_timers = 64;      // Context::after() timers
   std::size_t max_topics = 32;      // at most 16383
@@ -316,6 +316,10 @@ class Runtime {
     std::int8_t priority = -1;  // -1: the message's own
   };
   static_assert(sizeof(Envelope) == 16, "Envelope should stay two registers wide");
+  // Inlined into its callers when optimising for speed (see its definition).
+#if defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+  [[gnu::always_inline]] inline
+#endif
   Errc enqueue(AgentSlot& s, Message&& msg, Envelope env);
   bool dequeue(AgentId id, AgentSlot& s, Message* out);
   Detached detach_next(AgentSlot& s);  // node kNil: the mailbox is empty

@@ -92,8 +92,8 @@ class InplaceFunction<R(Args...), Bytes, Align> {
   struct Ops {
     R (*invoke)(void*, Args...);
     // Moves the capture from src to dst (when dst is not null) and destroys src's.
-    // Null for a capture that is trivially copyable and destructible: its `size`
-    // bytes are copied.
+    // Null for a capture that is trivially copyable and destructible, and not empty:
+    // its `size` bytes are copied.
     void (*manage)(void* dst, void* src);
     std::size_t size;
   };
@@ -113,9 +113,12 @@ class InplaceFunction<R(Args...), Bytes, Align> {
   template <typename D>
   static constexpr Ops kOps{
       &invoke_as<D>,
-      std::is_trivially_copyable_v<D> && std::is_trivially_destructible_v<D> ? nullptr
-                                                                              : &manage_as<D>,
-      std::is_empty_v<D> ? 0 : sizeof(D)};  // an empty capture has no bytes to copy
+      // An empty capture has no bytes to copy: it is moved by constructing it anew.
+      std::is_trivially_copyable_v<D> && std::is_trivially_destructible_v<D> &&
+              !std::is_empty_v<D>
+          ? nullptr
+          : &manage_as<D>,
+      sizeof(D)};
 
   void take(InplaceFunction& o) {
     const Ops* ops = o.ops_;
