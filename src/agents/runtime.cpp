@@ -757,8 +757,12 @@ bool Runtime::dispatch_pass(bool restarts) {
     Message answer = take_answer(id);
     settle(id, static_cast<Message&&>(answer));
   }
-  for (std::size_t k = 0; k < agent_count_; ++k) {
-    auto id = static_cast<AgentId>((rr_cursor_ + k) % agent_count_);
+  // The agents as the pass began: one spawned by a handler of this pass waits for the
+  // next (counting it here would shift the round-robin mid-pass, visiting one agent
+  // twice and another not at all).
+  const std::size_t agents = agent_count_;
+  for (std::size_t k = 0; k < agents; ++k) {
+    auto id = static_cast<AgentId>((rr_cursor_ + k) % agents);
     AgentSlot& s = agents_[id];
     if (restarts && s.restart_pending) restart(id, s);
     for (std::size_t m = 0; m < config_.dispatch_budget; ++m) {

@@ -1296,6 +1296,50 @@ TEST(Runtime, DispatchIsFairAcrossAgents) {
   rt.shutdown();
 }
 
+// An agent spawned by a handler joins the round-robin at the next pass: the pass it
+// was spawned in still visits each of the agents it began with exactly once.
+TEST(Runtime, ASpawnInsideAPassDoesNotShiftThatPassesRoundRobin) {
+  Fixture f;
+  tern::RuntimeConfig c = Fixture::runtime_config();
+  c.dispatch_budget = 1;
+  Runtime rt(f.reactor, c);
+  static int order[16];
+  static int n = 0;
+  n = 0;
+  struct Tag : tern::Agent {
+    int tag = 0;
+    int seen = 0;
+    Runtime* rt = nullptr;
+    Recorder* child = nullptr;
+    void on_message(Context&, Message&) override {
+      if (n < 16) order[n++] = tag;
+      // The third message of agent 1 comes in the pass that begins at agent 3, after
+      // the round-robin has wrapped past the last agent.
+      if (++seen == 3 && child) {
+        ASSERT_TRUE(rt->spawn(*child, {.name = "child"}).ok());
+      }
+    }
+  } a, b, d;
+  Recorder child;
+  a.tag = 1;
+  b.tag = 2;
+  d.tag = 3;
+  a.rt = &rt;
+  a.child = &child;
+  auto ia = rt.spawn(a, {.name = "a", .mailbox = 8});
+  auto ib = rt.spawn(b, {.name = "b", .mailbox = 8});
+  auto id = rt.spawn(d, {.name = "d", .mailbox = 8});
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(rt.send(*ia, value(i)), Errc::ok);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(rt.send(*ib, value(i)), Errc::ok);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(rt.send(*id, value(i)), Errc::ok);
+  f.reactor.run_once(tern::Duration::zero());
+  ASSERT_EQ(n, 10);
+  const int expect[10] = {1, 2, 3, 2, 3, 1, 3, 1, 2, 1};
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(order[i], expect[i]);
+  EXPECT_EQ(rt.agent_count(), 4u);
+  rt.shutdown();
+}
+
 TEST(Runtime, ShutdownStopsEverythingInReverseOrderAndLeavesTablesEmpty) {
   Fixture f;
   static int stop_order[3];
