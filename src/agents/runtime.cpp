@@ -448,14 +448,16 @@ Message Runtime::read_node(NodeIndex i, AgentId receiver, unsigned level) {
 
 Message Runtime::take_node(NodeIndex i, AgentId receiver, unsigned level) {
   Message m = read_node(i, receiver, level);
-  nodes_[i].next = free_node_;  // release_node() without the reset: its payload is out
-  free_node_ = i;
-  --nodes_in_use_;
+  free_node(i);  // its payload is out: no reset to do
   return m;
 }
 
 void Runtime::release_node(NodeIndex i) {
   nodes_[i].payload.reset();  // empty unless a flush frees the node unread
+  free_node(i);
+}
+
+void Runtime::free_node(NodeIndex i) {
   nodes_[i].next = free_node_;
   free_node_ = i;
   --nodes_in_use_;
@@ -474,9 +476,7 @@ Errc Runtime::send_from(AgentId from, AgentId to, Message msg) {
   if (!s) return Errc::not_found;
   if (s->state != AgentState::running || s->stop_pending) return Errc::closed;
   const TopicId topic = msg.topic;  // kept: a forwarded event still names its topic
-  if (!valid_sender(from) || (topic != kNoTopic && topic >= topic_count_)) {
-    return Errc::invalid_argument;
-  }
+  if (!valid_sender(from) || !valid_topic(topic)) return Errc::invalid_argument;
   Errc e = enqueue(*s, std::move(msg), Envelope{.topic = topic, .sender = from, .receiver = to});
   if (e == Errc::ok) {
     ++stats_.sent;
@@ -588,9 +588,7 @@ std::uint32_t Runtime::publish_packed(AgentId from, TopicId topic, Message&& msg
 Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                                         RequestOptions options, ReplyCallback on_reply) {
   if (shutting_down_ || draining_) return Errc::shutdown;
-  if (!on_reply || !valid_sender(from) || (msg.topic != kNoTopic && msg.topic >= topic_count_)) {
-    return Errc::invalid_argument;
-  }
+  if (!on_reply || !valid_sender(from) || !valid_topic(msg.topic)) return Errc::invalid_argument;
   // A stopping agent starts nothing: its on_stop and the cancellations run after its
   // requests were cancelled, so a new one would outlive the stop.
   AgentSlot* const requester = slot(from);

@@ -327,7 +327,8 @@ class Runtime {
   // also frees the node.
   Message take_node(NodeIndex i, AgentId receiver, unsigned level);
   Message read_node(NodeIndex i, AgentId receiver, unsigned level);
-  void release_node(NodeIndex i);
+  void release_node(NodeIndex i);  // resets its payload, then free_node()
+  void free_node(NodeIndex i);     // back on the free list
   void schedule();
   static void on_dispatch(void* context);
   void dispatch();
@@ -354,6 +355,8 @@ class Runtime {
   }
   // Whom a message may name as its sender: an agent's id or kNoAgent.
   static bool valid_sender(AgentId from) { return from == kNoAgent || from < kMaxAgents; }
+  // What a sent message may name as its topic: one of this runtime's, or kNoTopic.
+  bool valid_topic(TopicId t) const { return t == kNoTopic || t < topic_count_; }
 
   Reactor& reactor_;
   RuntimeConfig config_;
@@ -426,7 +429,7 @@ Result<Message> Runtime::take_first(AgentId a, Pred&& pred) {
       }
       if (mb.tail[level] == i) mb.tail[level] = prev;
       if (mb.head[level] == kNil) mb.levels &= static_cast<std::uint8_t>(~(1u << level));
-      release_node(i);
+      free_node(i);  // its payload is in msg
       --mb.count;
       return Result<Message>(static_cast<Message&&>(msg));
     }
