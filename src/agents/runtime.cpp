@@ -126,10 +126,9 @@ Errc Runtime::answer(Message&& msg) {
                             .value_hi = static_cast<std::uint32_t>(bits >> 32),
                             .payload = static_cast<Payload&&>(msg.payload),
                             .type = msg.type,
-                            .sender = msg.sender,
                             .prev = answers_tail_,
-                            .next = kNil,
-                            .status = msg.status};
+                            .next = kNil};
+  sides_[i] = RequestSide{.agent = agent_byte(msg.sender), .status = msg.status};
   if (answers_tail_ == kNil) {
     answers_head_ = i;
   } else {
@@ -176,9 +175,10 @@ Message Runtime::take_answer(RequestId id) {
   m.correlation = id;
   m.payload = static_cast<Payload&&>(a.payload);
   m.type = a.type;
-  m.sender = a.sender;
-  m.kind = a.status == Errc::ok ? MessageKind::reply : MessageKind::error;
-  m.status = a.status;
+  const RequestSide side = sides_[id.slot()];
+  m.sender = agent_of(side.agent);
+  m.kind = side.status == Errc::ok ? MessageKind::reply : MessageKind::error;
+  m.status = side.status;
   a.~WaitingAnswer();
   pending_.unhold(id);
   return m;
@@ -255,7 +255,7 @@ Runtime::Runtime(Reactor& reactor, const RuntimeConfig& config)
       nodes_(allocate_array<Node>(config.max_messages, config.arena)),
       pending_slots_(allocate_array<Pending::Slot>(config.max_pending, config.arena)),
       pending_(reactor.wheel(), pending_slots_.get(), config.max_pending ? config.max_pending : 1),
-      targets_(allocate_array<AgentId>(config.max_pending, config.arena)),
+      sides_(allocate_array<RequestSide>(config.max_pending, config.arena)),
       timers_(allocate_array<TimerEntry>(config.max_timers, config.arena)),
       topics_(allocate_array<Topic>(config_.max_topics, config.arena)),
       wildcards_(allocate_array<Wildcard>(config.max_wildcards, config.arena)) {
@@ -606,7 +606,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   Result<RequestId> id =
       pending_.start(reactor_.now() + options.timeout, std::move(on_reply), requester);
   if (!id) return id.error();
-  targets_[id->slot()] = to;
+  sides_[id->slot()].agent = agent_byte(to);
   // Room was checked above.
   const TopicId topic = msg.topic;
   (void)enqueue(*target, std::move(msg),
@@ -642,7 +642,8 @@ void Runtime::run_reply(void* runtime, const void* requester, ReplyCallback& cb,
 // ---- agent timers ----
 
 Result<AgentTimerId> Runtime::after(AgentId owner, Duration delay, AgentTimerCallback cb) {
-  if (!cb) return Errc::invalid_argument;
+  const Instant deadline = reactor_.now() + delay;
+  if (!cb || !reactor_.wheel().reaches(deadline)) return Errc::invalid_argument;
   AgentSlot* s = slot(owner);
   if (!s || s->state != AgentState::running) return Errc::closed;
   if (free_timer_ >= config_.max_timers) {
@@ -655,7 +656,7 @@ Result<AgentTimerId> Runtime::after(AgentId owner, Duration delay, AgentTimerCal
   e.cb = std::move(cb);
   e.owner = owner;
   ++timers_in_use_;
-  reactor_.wheel().arm(e.timer, reactor_.now() + delay);
+  reactor_.wheel().arm(e.timer, deadline);
   return AgentTimerId{index, e.generation};
 }
 
@@ -864,7 +865,7 @@ void Runtime::terminate(AgentId id, Errc reason, bool failure) {
   // Requests others made to it: their answers can no longer come (unless one already
   // has: it waits for the next dispatch pass and ends the request there).
   pending_.for_each_pending([&](RequestId rid, const void*) {
-    if (targets_[rid.slot()] == id && !pending_.held(rid)) (void)pending_.cancel(rid);
+    if (sides_[rid.slot()].agent == agent_byte(id) && !pending_.held(rid)) (void)pending_.cancel(rid);
   });
   // Its timers.
   for (std::size_t i = 0; i < config_.max_timers; ++i) {

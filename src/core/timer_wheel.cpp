@@ -40,11 +40,33 @@ std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
   return (us + tick_us_ - 1) / tick_us_;
 }
 
-// ticks_ceil(t.deadline()) <= tick, without the division.
+#if TERN_PORT_DUE_TICKS_32
+// The 32 bits kept are read as a signed distance from current_: an armed timer is due
+// at most kMaxTicksAhead ticks after it (arm() refuses farther), and one left on the
+// ready list at most that long before it (advance() sees to it).
+std::uint64_t TimerWheel::due_of(const Timer& t) const {
+  const auto ahead = static_cast<std::int32_t>(t.due_ - static_cast<std::uint32_t>(current_));
+  return current_ + static_cast<std::uint64_t>(std::int64_t{ahead});
+}
+
+bool TimerWheel::reaches(Instant deadline) const {
+  return ticks_ceil(deadline) <= current_ + kMaxTicksAhead;  // current_ < 2^63 ticks
+}
+
+Instant TimerWheel::deadline(const Timer& t) const {
+  return Instant(static_cast<std::int64_t>(due_of(t) * tick_us_));
+}
+#else
+std::uint64_t TimerWheel::due_of(const Timer& t) const { return ticks_ceil(t.exact_deadline()); }
+
+// ticks_ceil(t.exact_deadline()) <= tick, without the division.
 bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
-  const std::int64_t deadline = t.deadline().us;
+  const std::int64_t deadline = t.exact_deadline().us;
   return deadline <= 0 || static_cast<std::uint64_t>(deadline) <= tick * tick_us_;
 }
+
+Instant TimerWheel::deadline(const Timer& t) const { return t.exact_deadline(); }
+#endif
 
 // Points t's back link at `at`; t keeps its kPooled bit.
 void TimerWheel::point_back(Timer& t, Timer** at) {
@@ -74,7 +96,11 @@ void TimerWheel::unlink(Timer& t) {
       occupied_[index / kSlots] &= ~(std::uint64_t{1} << (index % kSlots));
     }
   }
+#if TERN_PORT_DUE_TICKS_32
+  if (cache_valid_ && due_of(t) <= cached_next_) cache_valid_ = false;
+#else
   if (cache_valid_ && due_by(t, cached_next_)) cache_valid_ = false;
+#endif
   t.next_ = nullptr;
   t.prev_link_ = 0;
 }
@@ -104,14 +130,19 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
     --count_;
   }
   if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
-  t.set_deadline(deadline);
   std::uint64_t due = ticks_ceil(deadline);
+  if (due < current_) due = current_;  // passed: ready for the next advance()
+#if TERN_PORT_DUE_TICKS_32
+  if (due - current_ > kMaxTicksAhead) {
+    panic("TimerWheel::arm(): deadline beyond the wheel's reach (see reaches())");
+  }
+  t.due_ = static_cast<std::uint32_t>(due);
+#else
+  t.set_deadline(deadline);
+#endif
   place(t, due);
   ++count_;
-  if (cache_valid_) {
-    if (due < current_) due = current_;
-    if (due < cached_next_) cached_next_ = due;
-  }
+  if (cache_valid_ && due < cached_next_) cached_next_ = due;
 }
 
 bool TimerWheel::cancel(Timer& t) {
@@ -158,7 +189,7 @@ void TimerWheel::cascade_at(std::uint64_t tick) {
     while (reversed) {
       Timer* t = reversed;
       reversed = t->next_;
-      std::uint64_t due = ticks_ceil(t->deadline());
+      std::uint64_t due = due_of(*t);
       if (due == current_) {
         auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
         link(slots_[0][slot], *t);
@@ -217,6 +248,12 @@ std::size_t TimerWheel::advance(Instant now) {
       fire_list(slots_[0][slot], &fired);
     }
   }
+#if TERN_PORT_DUE_TICKS_32
+  // A timer armed during this advance for a tick already passed waits on ready_ with
+  // that tick. It takes the new one, so that due_of() reads it back however far this
+  // advance leapt (it fires on the next advance() either way).
+  for (Timer* t = ready_; t; t = t->next_) t->due_ = static_cast<std::uint32_t>(target);
+#endif
   current_ = target;
   cache_valid_ = false;
   return fired;
@@ -230,14 +267,22 @@ Instant TimerWheel::next_expiry() {
   if (cache_valid_) return to_instant(cached_next_);
   std::uint64_t next = 0;
   bool found = false;
-  // The due tick grows with the deadline: find the earliest deadline, divide once.
   auto earliest_in = [&](const Timer* t) {
     if (!t) return;
-    Instant first = t->deadline();
+#if TERN_PORT_DUE_TICKS_32
+    next = due_of(*t);
     for (t = t->next_; t; t = t->next_) {
-      if (t->deadline() < first) first = t->deadline();
+      const std::uint64_t due = due_of(*t);
+      if (due < next) next = due;
+    }
+#else
+    // The due tick grows with the deadline: find the earliest deadline, divide once.
+    Instant first = t->exact_deadline();
+    for (t = t->next_; t; t = t->next_) {
+      if (t->exact_deadline() < first) first = t->exact_deadline();
     }
     next = ticks_ceil(first);
+#endif
     found = true;
   };
   if (occupied_[0]) {

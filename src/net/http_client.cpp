@@ -634,7 +634,7 @@ struct HttpClient::Impl {
       return false;
     }
     Duration delay = q.backoff.next(rng);
-    if (!q.deadline.armed() || now + delay >= q.deadline.deadline()) return false;
+    if (!q.deadline.armed() || now + delay >= reactor.wheel().deadline(q.deadline)) return false;
     if (p->budget && !p->budget->allow_retry()) return false;
     // Give back the slot while waiting; the try after the backoff queues again.
     leave_queue_and_connection(q);
@@ -845,7 +845,7 @@ struct HttpClient::Impl {
     // Cut to the request's deadline, which fires first anyway when it is sooner.
     if (config.retry && config.retry->attempt_timeout != Duration::max() && q.deadline.armed()) {
       const Instant limit = reactor.now() + config.retry->attempt_timeout;
-      if (limit < q.deadline.deadline()) reactor.wheel().arm(q.attempt_timer, limit);
+      if (limit < reactor.wheel().deadline(q.deadline)) reactor.wheel().arm(q.attempt_timer, limit);
     }
     if (!fresh) {
       ++stats.reuses;

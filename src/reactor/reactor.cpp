@@ -89,6 +89,7 @@ void Reactor::free_timer(std::uint32_t index) {
 
 Result<TimerHandle> Reactor::start_timer(Instant deadline, Timer::Callback fire,
                                          const void* capture, std::size_t size) {
+  if (!wheel_.reaches(deadline)) return Errc::invalid_argument;
   if (free_timer_ >= config_.max_timers) {
     ++stats_.rejected;
     return Errc::full;

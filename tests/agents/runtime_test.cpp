@@ -1806,6 +1806,45 @@ struct StopsOtherWhenAsked : tern::Agent {
 struct LogsOnStop : tern::Agent {
   void on_stop(Context& ctx) override { ctx.log().info("stopping"); }
 };
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M
+// (2^31 - 1 ticks: 24.8 days), where a request's timeout or an agent timer's delay
+// that long is refused at the call, and nothing is queued or armed.
+TEST(Runtime, ATimeoutOrDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  Fixture f;
+  Echo echo;
+  auto e = f.rt.spawn(echo, {.name = "echo"});
+  ASSERT_TRUE(e.ok());
+  const tern::Duration far = tern::seconds(std::int64_t{30} * 24 * 3600);
+  const Errc want = tern::TimerWheel::kExactDeadlines ? Errc::ok : Errc::invalid_argument;
+  Outcome o;
+  auto id = f.rt.request(*e, value(4), {.timeout = far}, record(&o));
+  EXPECT_EQ(id.ok() ? Errc::ok : id.error(), want);
+  struct Timed : tern::Agent {
+    tern::Duration delay;
+    Errc armed = Errc::failed;
+    Errc fired = Errc::failed;
+    void on_start(Context& ctx) override {
+      auto t = ctx.after(delay, [this](Errc e) { fired = e; });
+      armed = t.ok() ? Errc::ok : t.error();
+    }
+  } timed;
+  timed.delay = far;
+  ASSERT_TRUE(f.rt.spawn(timed, {.name = "timed"}).ok());
+  EXPECT_EQ(timed.armed, want);
+  f.run();
+  if (tern::TimerWheel::kExactDeadlines) {
+    EXPECT_EQ(o.calls, 1);  // answered long before its timeout
+    EXPECT_EQ(o.v, 8);
+  } else {
+    EXPECT_EQ(o.calls, 0);
+    EXPECT_EQ(f.rt.counters(*e)->messages_in, 0u);
+  }
+  f.rt.shutdown(tern::Duration::zero());
+  // The timer, if it was taken, ended with the agent; the runtime holds nothing.
+  EXPECT_EQ(timed.fired, tern::TimerWheel::kExactDeadlines ? Errc::cancelled : Errc::failed);
+  EXPECT_EQ(f.rt.pending_stats().in_use, 0u);
+}
+
 }  // namespace
 
 TEST(Runtime, LinesOfOtherAgentsRunInsideAHandlerDoNotInheritItsRequest) {

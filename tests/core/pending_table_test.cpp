@@ -207,6 +207,33 @@ TEST(PendingTable, RandomInterleavingsEndEveryRequestExactlyOnce) {
   EXPECT_TRUE(wheel.empty());
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
+// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+TEST(PendingTable, ADeadlineTheWheelDoesNotReachIsRefused) {
+  TimerWheel wheel;
+  PendingTable<int, 4> table(wheel);
+  Outcome o;
+  const Instant far(std::int64_t{30} * 24 * 3600 * 1000000);
+  auto id = table.start(far, recorder(&o));
+  if (TimerWheel::kExactDeadlines) {
+    ASSERT_TRUE(id.ok());
+    EXPECT_EQ(table.deadline(*id).value(), far);
+    EXPECT_EQ(table.cancel(*id), Errc::ok);
+    EXPECT_EQ(o.err, Errc::cancelled);
+  } else {
+    EXPECT_EQ(id.error(), Errc::invalid_argument);
+    EXPECT_EQ(table.stats().started, 0u);
+    EXPECT_EQ(o.calls, 0);
+  }
+  EXPECT_EQ(table.in_use(), 0u);
+  EXPECT_TRUE(wheel.empty());
+  // No deadline at all is taken everywhere.
+  auto none = table.start(Instant::never(), recorder(&o));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(table.complete(*none, 7), Errc::ok);
+  EXPECT_EQ(o.value, 7);
+}
+
 }  // namespace
 
 TEST(PendingTable, FinishingNamesTheRequestWhoseCallbackRuns) {

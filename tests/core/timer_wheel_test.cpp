@@ -81,16 +81,83 @@ TEST(TimerWheel, NextExpiryIsExactForFarTimersWithoutWakingEarly) {
 }
 
 TEST(TimerWheel, DeadlineBeyondSpanStillFiresExactly) {
-  TimerWheel wheel(Instant(0), tern::us(1));  // 2^36 us is about 19 hours
+  // 1 us ticks: the span is 2^36 us (19 hours) on Linux, 2^30 us (18 minutes) on
+  // Cortex-M, where the wheel reaches 2^31 - 1 ticks ahead.
+  TimerWheel wheel(Instant(0), tern::us(1));
   Fired f;
   Timer t(&Fired::bump, &f);
-  const Instant far(std::int64_t{5} * 24 * 3600 * 1000000);  // 5 days
+  const std::int64_t span = std::int64_t{1} << TimerWheel::kSpanBits;
+  const Instant far(span + span / 4 + 12345);
   wheel.arm(t, far);
   EXPECT_EQ(wheel.next_expiry(), far);
   wheel.advance(far - tern::us(1));
   EXPECT_EQ(f.count, 0);
   wheel.advance(far);
   EXPECT_EQ(f.count, 1);
+}
+
+TEST(TimerWheel, ReachesSaysHowFarAheadArmTakesADeadline) {
+  TimerWheel wheel(Instant(0), tern::ms(1));
+  EXPECT_TRUE(wheel.reaches(Instant(-5)));
+  EXPECT_TRUE(wheel.reaches(Instant(0)));
+  // Linux: any deadline (this one 5 days ahead). Cortex-M: 2^31 - 1 ticks ahead of
+  // current() (24.8 days at 1 ms), and not one microsecond more.
+  const Instant last =
+      TimerWheel::kExactDeadlines
+          ? Instant(std::int64_t{5} * 24 * 3600 * 1000000)
+          : Instant(static_cast<std::int64_t>(TimerWheel::kMaxTicksAhead) * 1000);
+  EXPECT_TRUE(wheel.reaches(last));
+  EXPECT_EQ(wheel.reaches(last + tern::us(1)), TimerWheel::kExactDeadlines);
+  EXPECT_EQ(wheel.reaches(Instant::never()), TimerWheel::kExactDeadlines);
+  wheel.advance(Instant(5000));  // the reach moves with current()
+  const Instant due = last + tern::ms(5);
+  EXPECT_TRUE(wheel.reaches(due));
+  EXPECT_EQ(wheel.reaches(due + tern::us(1)), TimerWheel::kExactDeadlines);
+  Fired f;
+  Timer t(&Fired::bump, &f);
+  wheel.arm(t, due);
+  EXPECT_EQ(wheel.next_expiry(), due);
+  EXPECT_EQ(wheel.advance(due - tern::us(1)), 0u);
+  EXPECT_EQ(wheel.advance(due), 1u);
+}
+
+TEST(TimerWheel, DeadlineOfAnArmedTimer) {
+  TimerWheel wheel(Instant(0), tern::ms(1));
+  Fired f;
+  Timer t(&Fired::bump, &f);
+  wheel.arm(t, Instant(2500));
+  // The deadline given, or on Cortex-M the instant of its tick.
+  EXPECT_EQ(wheel.deadline(t), TimerWheel::kExactDeadlines ? Instant(2500) : Instant(3000));
+  EXPECT_EQ(wheel.advance(Instant(10000)), 1u);
+  // A deadline already passed: the one given, or on Cortex-M the tick it was armed at.
+  wheel.arm(t, Instant(4000));
+  EXPECT_EQ(wheel.deadline(t), TimerWheel::kExactDeadlines ? Instant(4000) : Instant(10000));
+  wheel.cancel(t);
+}
+
+TEST(TimerWheel, ATimerArmedForThePastInALongAdvanceStillReadsAsPassed) {
+  // 1 us ticks: on Cortex-M the wheel reaches 2^31 - 1 us (36 minutes) ahead, and an
+  // advance here leaps 3 * 2^30 us (54 minutes). The timer armed during it for a
+  // passed tick must not read back as one due far ahead.
+  TimerWheel wheel(Instant(0), tern::us(1));
+  struct Ctx {
+    TimerWheel* wheel;
+    Timer late;
+    Fired fired;
+  } c{&wheel, {}, {}};
+  c.late.set_callback(&Fired::bump, &c.fired);
+  Timer first([](void* p) {
+    auto* c = static_cast<Ctx*>(p);
+    c->wheel->arm(c->late, Instant(0));
+  }, &c);
+  wheel.arm(first, Instant(10));
+  const Instant later(std::int64_t{3} << 30);
+  EXPECT_EQ(wheel.advance(later), 1u);
+  ASSERT_TRUE(c.late.armed());
+  EXPECT_LE(wheel.deadline(c.late), later);
+  EXPECT_EQ(wheel.next_expiry(), later);
+  EXPECT_EQ(wheel.advance(later), 1u);
+  EXPECT_EQ(c.fired.count, 1);
 }
 
 TEST(TimerWheel, CallbackMayRearmItselfAndCancelOthers) {
@@ -183,6 +250,14 @@ TEST(TimerWheel, TimerArmedForPastTickFiresOnNextAdvance) {
 // std::map (an ordered multimap). A timer armed for a tick already processed is due at
 // that tick but, like the wheel, only becomes eligible on the next advance().
 
+// `delay_us`, or on a port whose wheel reaches less far ahead (Cortex-M), the farthest
+// delay it reaches with ticks of `tick_us`, less a few ticks for rounding.
+std::int64_t within_reach(std::int64_t delay_us, std::int64_t tick_us) {
+  const std::uint64_t reach = TimerWheel::kMaxTicksAhead - 4;
+  if (static_cast<std::uint64_t>(delay_us / tick_us) <= reach) return delay_us;
+  return static_cast<std::int64_t>(reach) * tick_us;
+}
+
 struct ModelCheck {
   static constexpr int kTimers = 96;
   TimerWheel wheel;
@@ -271,7 +346,7 @@ struct ModelCheck {
       if (c.wheel.current().us != static_cast<std::int64_t>(e.eff * c.tick_us)) { ++c.mismatches; c.why = __LINE__; }
       c.processed = e.eff;
     }
-    if (c.wheel.current() < e.timer.deadline()) { ++c.mismatches; c.why = __LINE__; }  // never early
+    if (c.wheel.current() < c.wheel.deadline(e.timer)) { ++c.mismatches; c.why = __LINE__; }  // never early
     c.model_cancel(e);
     ++c.fired;
     // Re-entrant work from inside a callback.
@@ -337,7 +412,7 @@ struct ModelCheck {
 
 TEST(TimerWheel, MatchesReferenceModelMillisecondTicks) {
   for (std::uint64_t seed = 1; seed <= 4; ++seed) {
-    ModelCheck check(seed, tern::ms(1), std::int64_t{4} * 24 * 3600 * 1000000);  // 4 days
+    ModelCheck check(seed, tern::ms(1), within_reach(std::int64_t{4} * 24 * 3600 * 1000000, 1000));
     check.run(20000 / TERN_TEST_SCALE);
     EXPECT_EQ(check.why, 0);
     EXPECT_GT(check.fired, 1000u / TERN_TEST_SCALE);
@@ -346,8 +421,9 @@ TEST(TimerWheel, MatchesReferenceModelMillisecondTicks) {
 
 TEST(TimerWheel, MatchesReferenceModelMicrosecondTicksPastTheSpan) {
   for (std::uint64_t seed = 11; seed <= 13; ++seed) {
-    // 3 days at 1 us ticks is past 2^36 ticks: exercises the overflow list.
-    ModelCheck check(seed, tern::us(1), std::int64_t{3} * 24 * 3600 * 1000000);
+    // 3 days at 1 us ticks is past 2^36 ticks: exercises the overflow list. On
+    // Cortex-M, the wheel's reach (2^31 - 1 ticks, 36 minutes) is past its span.
+    ModelCheck check(seed, tern::us(1), within_reach(std::int64_t{3} * 24 * 3600 * 1000000, 1));
     check.run(20000 / TERN_TEST_SCALE);
     EXPECT_EQ(check.why, 0);
     EXPECT_GT(check.fired, 1000u / TERN_TEST_SCALE);

@@ -346,4 +346,33 @@ TEST(Reactor, InvalidArgumentsAreRefused) {
   EXPECT_EQ(r.unwatch(tern::WatchHandle{}), Errc::not_found);
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M
+// (2^31 - 1 ticks: 24.8 days), where at() and after() refuse it.
+TEST(Reactor, ATimerBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  ManualClock clock;
+  Reactor r(manual(clock));
+  int fired = 0;
+  const tern::Duration far = tern::seconds(std::int64_t{30} * 24 * 3600);
+  auto h = r.after(far, [f = &fired] { ++*f; });
+  if (tern::TimerWheel::kExactDeadlines) {
+    ASSERT_TRUE(h.ok());
+    EXPECT_TRUE(h->cancel());
+  } else {
+    EXPECT_EQ(h.error(), Errc::invalid_argument);
+    EXPECT_EQ(r.stats().rejected, 0u);  // not counted as a full table
+  }
+  EXPECT_TRUE(r.wheel().empty());
+  // The farthest it reaches is taken, and fires then.
+  const Instant last = r.now() + tern::ms(static_cast<std::int64_t>(
+                                     tern::TimerWheel::kExactDeadlines ? 1000000
+                                                                       : tern::TimerWheel::kMaxTicksAhead));
+  ASSERT_TRUE(r.at(last, [f = &fired] { ++*f; }).ok());
+  clock.advance(last - r.now() - tern::ms(1));
+  r.run_until_idle();
+  EXPECT_EQ(fired, 0);
+  clock.advance(tern::ms(1));
+  r.run_until_idle();
+  EXPECT_EQ(fired, 1);
+}
+
 }  // namespace

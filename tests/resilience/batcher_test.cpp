@@ -530,4 +530,27 @@ TEST(Batcher, EveryItemEndsExactlyOnceUnderRandomTraffic) {
   EXPECT_EQ(Text::live, 0);
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
+// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+TEST(Batcher, ADeadlineOrMaxDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  Fixture f;
+  Upstream up;
+  Outcome o[2];
+  const tern::Duration far = tern::seconds(std::int64_t{30} * 24 * 3600);
+  const Errc want = tern::TimerWheel::kExactDeadlines ? Errc::ok : Errc::invalid_argument;
+  {
+    Embedder batcher(f.reactor, {.max_delay = tern::ms(10)}, up.fn());
+    auto a = batcher.add(Text(1), f.in(far), record(&o[0]));
+    EXPECT_EQ(a.ok() ? Errc::ok : a.error(), want);
+    Embedder patient(f.reactor, {.max_delay = far}, up.fn());
+    auto b = patient.add(Text(2), Instant::never(), record(&o[1]));
+    EXPECT_EQ(b.ok() ? Errc::ok : b.error(), want);
+    EXPECT_EQ(Text::live, want == Errc::ok ? 2 : 0);  // a refused item is not kept
+    EXPECT_EQ(batcher.stats().added + patient.stats().added, want == Errc::ok ? 2u : 0u);
+  }
+  EXPECT_EQ(Text::live, 0);
+  EXPECT_EQ(o[0].calls + o[1].calls, want == Errc::ok ? 2 : 0);  // cancelled, if taken
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 }  // namespace

@@ -485,4 +485,25 @@ TEST(Coalescer, EveryWaiterEndsExactlyOnceUnderRandomTraffic) {
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
+// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+TEST(Coalescer, ADeadlineBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  Fixture f;
+  Docs docs(f.reactor);
+  Upstream up;
+  Outcome o;
+  const tern::Duration far = tern::seconds(std::int64_t{30} * 24 * 3600);
+  const bool taken = tern::TimerWheel::kExactDeadlines;
+  auto id = docs.get(7, f.in(far), record(&o), up.fn());
+  EXPECT_EQ(id.ok() ? Errc::ok : id.error(), taken ? Errc::ok : Errc::invalid_argument);
+  EXPECT_EQ(up.calls, taken ? 1 : 0);  // refused: upstream not called
+  if (taken) {
+    EXPECT_EQ(up.ticket.complete(42), Errc::ok);
+    f.run();
+    EXPECT_EQ(o.value, 42);
+  }
+  EXPECT_EQ(o.calls, taken ? 1 : 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 }  // namespace

@@ -433,4 +433,26 @@ TEST(KeyedWaiters, IndexAgreesWithAReferenceUnderRandomChurn) {
   EXPECT_GT(waits.stats().rejected, 0u);
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
+// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+TEST(KeyedWaiters, ATimeoutBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  Fixture f;
+  Waits waits(f.reactor);
+  Outcome far_o, open_o;
+  const tern::Duration far = tern::seconds(std::int64_t{30} * 24 * 3600);
+  const bool taken = tern::TimerWheel::kExactDeadlines;
+  EXPECT_EQ(waits.wait("plan-far", far, "rejected", record(&far_o)),
+            taken ? Errc::ok : Errc::invalid_argument);
+  EXPECT_EQ(waits.waiting("plan-far"), taken);
+  EXPECT_EQ(waits.size(), taken ? 1u : 0u);
+  // No timeout at all is taken everywhere.
+  EXPECT_EQ(waits.wait("plan-open", tern::Duration::max(), "rejected", record(&open_o)),
+            Errc::ok);
+  EXPECT_EQ(waits.resolve("plan-open", "approved"), Errc::ok);
+  EXPECT_STREQ(open_o.value, "approved");
+  EXPECT_EQ(waits.resolve("plan-far", "approved"), taken ? Errc::ok : Errc::not_found);
+  EXPECT_EQ(far_o.calls, taken ? 1 : 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 }  // namespace

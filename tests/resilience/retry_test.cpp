@@ -994,4 +994,29 @@ TEST(Retrier, SameSeedGivesTheSameScheduleAndAnotherSeedAnother) {
   EXPECT_GT(differ, 0);
 }
 
+// 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
+// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+TEST(Retrier, ADeadlineOrDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
+  Fixture f;
+  const Duration far = seconds(std::int64_t{30} * 24 * 3600);
+  const Errc want = tern::TimerWheel::kExactDeadlines ? Errc::ok : Errc::invalid_argument;
+  Outcome o[3];
+  {
+    Retrier<int, 4> retrier(f.reactor, f.rng);
+    Upstream up(f.clock);
+    auto a = retrier.start(fixed_policy(3, ms(100)), f.now() + far, up.attempt(), o[0].done());
+    auto b = retrier.start(fixed_policy(3, far), Instant::never(), up.attempt(), o[1].done());
+    RetryPolicy limited = fixed_policy(3, ms(100));
+    limited.attempt_timeout = far;
+    auto c = retrier.start(limited, Instant::never(), up.attempt(), o[2].done());
+    EXPECT_EQ(a.ok() ? Errc::ok : a.error(), want);
+    EXPECT_EQ(b.ok() ? Errc::ok : b.error(), want);
+    EXPECT_EQ(c.ok() ? Errc::ok : c.error(), want);
+    EXPECT_EQ(up.calls, want == Errc::ok ? 3 : 0);  // refused: nothing was tried
+    EXPECT_EQ(retrier.in_use(), want == Errc::ok ? 3u : 0u);
+  }
+  EXPECT_EQ(o[0].calls + o[1].calls + o[2].calls, want == Errc::ok ? 3 : 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
 }  // namespace

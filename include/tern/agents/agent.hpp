@@ -168,9 +168,12 @@ class Context {
   // returns ok, never otherwise. Errors: full (pending table or its mailbox),
   // closed (`to` is not running, or this agent is stopping: in on_stop, in a
   // cancellation, after stop_self()), not_found, shutdown, invalid_argument (no
-  // on_reply, or msg.topic is neither kNoTopic nor a topic).
+  // on_reply, msg.topic is neither kNoTopic nor a topic, or on Cortex-M a timeout
+  // more than 2^31 - 1 ticks long: see TimerWheel::reaches()).
   Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply);
   // Runs cb(Errc::ok) after `delay`, or cb(Errc::cancelled) if the agent stops first.
+  // Errors: full (max_timers pending; counted), closed (not running), invalid_argument
+  // (empty cb, or on Cortex-M a delay more than 2^31 - 1 ticks long).
   Result<AgentTimerId> after(Duration delay, AgentTimerCallback cb);
   // Cancels a pending timer without running it; false if it is not pending.
   bool cancel(AgentTimerId id);

@@ -274,16 +274,27 @@ class Runtime {
   // stamps (sender, receiver, correlation, kind): value, payload, type, status. Waiting
   // answers form a FIFO linked both ways by pending-slot index, so a request that ends
   // while its answer waits (cancelled) unlinks it in O(1).
+  // Its sender and status wait beside it, in the request's RequestSide.
   struct WaitingAnswer {
     std::uint32_t value_lo;  // Message::value in halves: 4-aligned on 32-bit targets
     std::uint32_t value_hi;
     Payload payload;
     std::uint32_t type;
-    AgentId sender;
     NodeIndex prev;
     NodeIndex next;
+  };
+  // What the runtime keeps beside each pending-table slot: while the request waits for
+  // its answer, the agent it went to (to cancel it if that agent stops); once its
+  // answer is in, that answer's sender and status. An agent as in a mailbox node:
+  // below kMaxAgents, or 0xFF for kNoAgent.
+  // (Each field is written before it is read.)
+  struct RequestSide {
+    std::uint8_t agent;
     Errc status;
   };
+  // kNoAgent (0xFFFF) keeps its low byte, 0xFF; every other agent is below 0xFF.
+  static std::uint8_t agent_byte(AgentId a) { return static_cast<std::uint8_t>(a); }
+  static AgentId agent_of(std::uint8_t b) { return b == 0xFF ? kNoAgent : AgentId{b}; }
   static_assert(sizeof(WaitingAnswer) <= Pending::kHeldBytes &&
                 alignof(WaitingAnswer) <= alignof(void*));
 
@@ -371,7 +382,7 @@ class Runtime {
                         Result<Message>&& r);
   detail::StartupArray<Pending::Slot> pending_slots_;  // outlives pending_
   Pending pending_;
-  detail::StartupArray<AgentId> targets_;  // whom each pending-table slot's request went to
+  detail::StartupArray<RequestSide> sides_;  // one per pending-table slot
   NodeIndex answers_head_ = kNil;          // answers waiting, oldest first
   NodeIndex answers_tail_ = kNil;
   NodeIndex pass_end_ = kNil;  // the last answer the running dispatch pass settles
@@ -402,7 +413,7 @@ constexpr std::size_t Runtime::arena_bytes(const RuntimeConfig& config) {
   used = detail::StartupArray<AgentSlot>::arena_step(used, at_least_one(sized(config).max_agents));
   used = detail::StartupArray<Node>::arena_step(used, at_least_one(config.max_messages));
   used = detail::StartupArray<Pending::Slot>::arena_step(used, at_least_one(config.max_pending));
-  used = detail::StartupArray<AgentId>::arena_step(used, at_least_one(config.max_pending));
+  used = detail::StartupArray<RequestSide>::arena_step(used, at_least_one(config.max_pending));
   used = detail::StartupArray<TimerEntry>::arena_step(used, at_least_one(config.max_timers));
   used = detail::StartupArray<Topic>::arena_step(used, at_least_one(sized(config).max_topics));
   used = detail::StartupArray<Wildcard>::arena_step(used, at_least_one(config.max_wildcards));

@@ -85,9 +85,13 @@ class PendingTableBase {
   // Accepts a request that must end by `deadline` (Instant::never(): no deadline).
   // on_done runs exactly once, later, never from inside start().
   // Errors: full (all N slots busy; counted, nothing else changes),
-  //         invalid_argument (empty on_done), shutdown (the table is being destroyed).
+  //         invalid_argument (empty on_done, or a deadline the wheel does not reach:
+  //         more than 2^31 - 1 ticks ahead on Cortex-M), shutdown (the table is being
+  //         destroyed).
   Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
-    if (!on_done) return Errc::invalid_argument;
+    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+      return Errc::invalid_argument;
+    }
     if (free_ >= capacity_ || closing_) [[unlikely]] {
       if (closing_) return Errc::shutdown;
       ++stats_.rejected;
@@ -147,7 +151,7 @@ class PendingTableBase {
   Result<Instant> deadline(RequestId id) const {
     const Slot* s = lookup(id);
     if (!s) return Errc::not_found;
-    return !s->held() && s->timer.armed() ? s->timer.deadline() : Instant::never();
+    return !s->held() && s->timer.armed() ? wheel_.deadline(s->timer) : Instant::never();
   }
   const PendingStats& stats() const { return stats_; }
   std::size_t in_use() const { return stats_.in_use; }

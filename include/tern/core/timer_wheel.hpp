@@ -10,8 +10,10 @@
 // Resolution is one tick (default 1 ms): a timer fires at the first tick boundary at or
 // after its deadline, never early. Timers due on the same tick fire in arming order.
 // Deadlines beyond the wheel's span (2^36 ticks on Linux, 2^30 on Cortex-M) wait in an
-// overflow list and still fire exactly. See examples/agents_bus for the wheel under a
-// Reactor.
+// overflow list and still fire exactly. On Cortex-M a timer keeps its due tick in 32
+// bits, so a deadline may lie at most 2^31 - 1 ticks ahead (24.8 days at 1 ms):
+// reaches() says whether one does, and arming a farther one is a contract violation.
+// See examples/agents_bus for the wheel under a Reactor.
 #pragma once
 
 #include <cstdint>
@@ -38,10 +40,7 @@ class Timer {
   void set_callback(Callback cb, void* context);
 
   bool armed() const { return prev_link_ != 0; }
-  // The deadline passed to the last arm().
-  Instant deadline() const {
-    return Instant(static_cast<std::int64_t>((std::uint64_t{deadline_hi_} << 32) | deadline_lo_));
-  }
+  // When it fires: TimerWheel::deadline(timer).
   // What set_callback() (or the constructor) gave.
   void* context() const { return context_; }
 
@@ -49,23 +48,34 @@ class Timer {
   friend class TimerWheel;
   static constexpr std::uintptr_t kPooled = 1;  // prev_link_'s bit 0: armed with arm_pooled()
 
+#if !TERN_PORT_DUE_TICKS_32
+  Instant exact_deadline() const {
+    return Instant(static_cast<std::int64_t>((std::uint64_t{deadline_hi_} << 32) | deadline_lo_));
+  }
   void set_deadline(Instant d) {
     const auto bits = static_cast<std::uint64_t>(d.us);
     deadline_lo_ = static_cast<std::uint32_t>(bits);
     deadline_hi_ = static_cast<std::uint32_t>(bits >> 32);
   }
+#endif
 
-  // 24 bytes on 32-bit targets, 40 on 64-bit ones, all used. The due tick is not
-  // stored: the wheel recomputes it from the deadline when it files the timer. The
-  // deadline is held as two 32-bit halves, so a Timer is 4-byte aligned on 32-bit
-  // targets. Nor is the timer's place: the wheel finds the slot a timer heads from the
+  // All used: 40 bytes on 64-bit targets, 24 on 32-bit ones, 20 on Cortex-M. The
+  // timer's place is not stored: the wheel finds the slot a timer heads from the
   // address its back link points at (see TimerWheel::unlink).
   Timer* next_ = nullptr;
   // The address of the pointer that points at this node (a list head or the previous
   // node's next_), with kPooled in bit 0; 0 while not armed.
   std::uintptr_t prev_link_ = 0;
+#if TERN_PORT_DUE_TICKS_32
+  // The due tick modulo 2^32. The wheel reads it against its current tick, which never
+  // lies more than 2^31 - 1 ticks from it while the timer is armed.
+  std::uint32_t due_ = 0;
+#else
+  // The deadline exactly, as two 32-bit halves (so a Timer is 4-byte aligned on 32-bit
+  // targets); the wheel recomputes the due tick from it when it files the timer.
   std::uint32_t deadline_lo_ = 0;
   std::uint32_t deadline_hi_ = 0;
+#endif
   Callback callback_ = nullptr;
   void* context_ = nullptr;
 };
@@ -76,6 +86,15 @@ class TimerWheel {
   static constexpr int kSlotBits = 6;
   static constexpr int kSlots = 1 << kSlotBits;
   static constexpr int kSpanBits = kLevels * kSlotBits;  // 2^kSpanBits ticks
+  // How far ahead of current() a deadline may lie, in ticks, and whether deadline()
+  // gives back the deadline exactly (or the instant of its tick).
+#if TERN_PORT_DUE_TICKS_32
+  static constexpr std::uint64_t kMaxTicksAhead = (std::uint64_t{1} << 31) - 1;
+  static constexpr bool kExactDeadlines = false;
+#else
+  static constexpr std::uint64_t kMaxTicksAhead = ~std::uint64_t{0};
+  static constexpr bool kExactDeadlines = true;
+#endif
 
   // `start` is the wheel's notion of now; `tick` its resolution (>= 1 us).
   explicit TimerWheel(Instant start = Instant(0), Duration tick = ms(1));
@@ -86,9 +105,25 @@ class TimerWheel {
 
   // Arms `t` to fire at `deadline` (re-arms it if already armed, here or in this
   // wheel's batch being fired). A deadline at or before the last advance() fires on the
-  // next advance(). O(1), never allocates. Arming a timer armed in another wheel is a
-  // contract violation.
+  // next advance(). O(1), never allocates. Arming a timer armed in another wheel, or
+  // for a deadline the wheel does not reach(), is a contract violation.
   void arm(Timer& t, Instant deadline);
+
+  // Whether arm() takes `deadline`: always, except on ports that keep a timer's due
+  // tick in 32 bits (Cortex-M), where it may lie at most kMaxTicksAhead ticks after
+  // current(). tern's APIs that take a deadline or a delay ask this first and refuse
+  // one too far ahead with Errc::invalid_argument.
+#if TERN_PORT_DUE_TICKS_32
+  bool reaches(Instant deadline) const;
+#else
+  bool reaches(Instant) const { return true; }
+#endif
+
+  // When the armed timer `t` fires: the deadline given to arm(), or on ports that keep
+  // a timer's due tick in 32 bits, the instant of that tick (the deadline rounded up
+  // to the tick, and no earlier than current() when it was armed). Meaningful while `t`
+  // is armed in this wheel, and in its own callback.
+  Instant deadline(const Timer& t) const;
 
   // Not API (the Reactor's timer table, which sets the one hook of its wheel): arms `t`
   // like arm(), and when it fires the wheel hands it to the release hook before running
@@ -135,7 +170,10 @@ class TimerWheel {
   bool next_event_after(std::uint64_t tick, std::uint64_t* event) const;
   void fire_list(Timer*& head, std::size_t* fired);
   std::uint64_t ticks_ceil(Instant t) const;
+  std::uint64_t due_of(const Timer& t) const;
+#if !TERN_PORT_DUE_TICKS_32
   bool due_by(const Timer& t, std::uint64_t tick) const;
+#endif
 
   std::uint64_t tick_us_;
   std::uint64_t current_;  // last processed tick: everything due at or before it has fired

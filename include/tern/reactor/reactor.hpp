@@ -151,7 +151,8 @@ class Reactor {
   // values) and at most kTimerCaptureBytes; anything else is a compile error. The timer
   // holds a copy: a capture of one pointer (pointer-aligned) lives in the timer itself,
   // a wider one (where the port allows it) beside it.
-  // Errors: full (max_timers pending; counted), invalid_argument (null function pointer).
+  // Errors: full (max_timers pending; counted), invalid_argument (null function pointer,
+  // or on Cortex-M a deadline more than 2^31 - 1 ticks ahead: see TimerWheel::reaches()).
   template <typename F>
   Result<TimerHandle> at(Instant deadline, F&& cb);
   // Runs `cb()` once after `delay` from now().

@@ -210,7 +210,9 @@ class Batcher {
   // `deadline` (Instant::never(): none), or Errc::cancelled.
   // Errors: full (every buffer is taken: MaxInFlight calls out and one batch
   // of B waiting; counted; the item is not consumed), invalid_argument (empty
-  // on_done), shutdown (from a callback run by the destructor; not consumed).
+  // on_done; on Cortex-M, a deadline or a max_delay from now that the wheel does not
+  // reach: see TimerWheel::reaches()), shutdown (from a callback run by the
+  // destructor; not consumed).
   Result<ItemId> add(Item&& item, Instant deadline, Callback on_done,
                      Owner owner = nullptr) {
     return add_impl(std::move(item), deadline, std::move(on_done), owner);
@@ -294,10 +296,13 @@ class Batcher {
   template <typename U>
   Result<ItemId> add_impl(U&& item, Instant deadline, Callback on_done,
                           Owner owner) {
-    if (!on_done) return Errc::invalid_argument;
+    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+      return Errc::invalid_argument;
+    }
     if (closing_) return Errc::shutdown;
     Buffer* b = current_;
     if (b == nullptr || b->count == B) {
+      if (!wheel_.reaches(reactor_.now() + config_.max_delay)) return Errc::invalid_argument;
       b = nullptr;
       for (Buffer& candidate : buffers_) {
         if (candidate.state == BufState::free) {

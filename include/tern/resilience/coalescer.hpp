@@ -168,14 +168,17 @@ class Coalescer {
   // for the key until then join it.
   //
   // Errors: full (no free key slot, or the key already has K waiters; counted,
-  // nothing changes, upstream not called), invalid_argument (empty on_done),
+  // nothing changes, upstream not called), invalid_argument (empty on_done; on
+  // Cortex-M, a deadline the wheel does not reach: see TimerWheel::reaches()),
   // shutdown (from a callback run by the destructor).
   template <typename Upstream>
   Result<WaiterId> get(const Key& key, Instant deadline, Callback on_done,
                        Upstream&& upstream, Owner owner = nullptr) {
     static_assert(std::is_invocable_v<Upstream&, const Key&, Ticket>,
                   "upstream is called as upstream(const Key&, Ticket)");
-    if (!on_done) return Errc::invalid_argument;
+    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+      return Errc::invalid_argument;
+    }
     if (closing_) return Errc::shutdown;
     if (Flight* f = find(key)) {
       Waiter* w = free_waiter(*f);

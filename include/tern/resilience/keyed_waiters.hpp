@@ -168,7 +168,8 @@ class KeyedWaiters {
   //   {resolved, value} from resolve();
   //   {defaulted, default_value} when the timeout passes;
   //   Errc::cancelled from cancel(), cancel_all() or destruction.
-  // Errors: invalid_argument (empty key or on_done), too_large (key over
+  // Errors: invalid_argument (empty key or on_done; on Cortex-M, a timeout other
+  // than Duration::max() more than 2^31 - 1 ticks long), too_large (key over
   // KeyMax or default over ValueMax), busy (the key is already waited on),
   // full (N waits open), shutdown (from a callback run by the destructor). All
   // but invalid_argument and shutdown are counted; nothing changes.
@@ -176,6 +177,9 @@ class KeyedWaiters {
             std::string_view default_value, Callback on_done,
             Owner owner = nullptr) {
     if (!on_done || key.empty()) return Errc::invalid_argument;
+    if (timeout < Duration::max() && !wheel_.reaches(reactor_.now() + timeout)) {
+      return Errc::invalid_argument;
+    }
     if (closing_) return Errc::shutdown;
     if (key.size() > KeyMax || default_value.size() > ValueMax) {
       ++stats_.too_large;
@@ -275,7 +279,7 @@ class KeyedWaiters {
     const std::uint32_t slot = find(key);
     if (slot == detail::KeyIndex::kEmpty) return Errc::not_found;
     const Slot& s = slots_[slot];
-    return s.timer.armed() ? s.timer.deadline() : Instant::never();
+    return s.timer.armed() ? wheel_.deadline(s.timer) : Instant::never();
   }
   // Calls f(key, deadline, owner) for every open wait (e.g. to list pending
   // approvals); f must not start or end waits.
@@ -284,7 +288,7 @@ class KeyedWaiters {
     for (const Slot& s : slots_) {
       if (s.state != State::waiting) continue;
       f(std::string_view(s.key, s.key_len),
-        s.timer.armed() ? s.timer.deadline() : Instant::never(), s.owner);
+        s.timer.armed() ? wheel_.deadline(s.timer) : Instant::never(), s.owner);
     }
   }
 

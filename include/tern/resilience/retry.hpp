@@ -237,7 +237,9 @@ class RetrierBase {
   // and attempt_timeout bound it) and runs its first try now. The policy is copied.
   // on_done runs exactly once if this returns an id, never otherwise (from inside this
   // call only if the first try destroys the retrier: then with cancelled).
-  // Errors: invalid_argument (validate(policy) failed, or an empty callback),
+  // Errors: invalid_argument (validate(policy) failed, or an empty callback; on
+  //           Cortex-M, a deadline, max_delay or attempt_timeout from now that the
+  //           wheel does not reach: see TimerWheel::reaches()),
   //         timeout (deadline is not after now: nothing was tried),
   //         full (all N slots busy; counted, nothing else changes),
   //         shutdown (called while the retrier is being destroyed).
@@ -245,7 +247,14 @@ class RetrierBase {
                         Done on_done, Owner owner = nullptr) {
     if (closing_) return Errc::shutdown;
     if (!attempt || !on_done || validate(policy) != Errc::ok) return Errc::invalid_argument;
-    if (deadline <= reactor_.now()) return Errc::timeout;
+    const Instant now = reactor_.now();
+    if ((deadline != Instant::never() && !wheel().reaches(deadline)) ||
+        !wheel().reaches(now + policy.max_delay) ||
+        (policy.attempt_timeout != Duration::max() &&
+         !wheel().reaches(now + policy.attempt_timeout))) {
+      return Errc::invalid_argument;
+    }
+    if (deadline <= now) return Errc::timeout;
     if (free_ >= capacity_) {
       ++stats_.rejected;
       return Errc::full;

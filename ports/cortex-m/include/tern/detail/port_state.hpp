@@ -21,12 +21,17 @@ constexpr unsigned kPortCallInboxCapacity = 8;
 // What a callback one of tern's tables holds may capture (Reactor timers, posted and
 // watch calls, ReplyCallback, AgentTimerCallback): one pointer (a `this`, or one
 // variable by reference), pointer-aligned. A reactor timer holds it in its own context
-// word (28 bytes an entry); the others are 12-byte InplaceFunctions.
+// word (24 bytes an entry); the others are 8-byte InplaceFunctions.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
 // Levels of the timer wheel: 2^30 ticks (12.4 days at the 1 ms SysTick) before a
 // deadline waits on the overflow list (and still fires exactly); a level is 264 bytes.
 constexpr int kPortWheelLevels = 5;
+// A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
+// lie at most 2^31 - 1 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
+// SysTick. TimerWheel::reaches() says whether one does; the APIs that take a deadline
+// refuse a farther one with Errc::invalid_argument.
+#define TERN_PORT_DUE_TICKS_32 1
 
 struct PortState {
   // Set by port::wake() (from an ISR or from the loop itself), cleared by
