@@ -589,6 +589,11 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
                                         RequestOptions options, ReplyCallback on_reply) {
   if (shutting_down_ || draining_) return Errc::shutdown;
   if (!on_reply || !valid_sender(from) || !valid_topic(msg.topic)) return Errc::invalid_argument;
+  // A timeout too long for the wheel is refused as an argument, before a full mailbox.
+  const Instant deadline = reactor_.now() + options.timeout;
+  if (deadline != Instant::never() && !reactor_.wheel().reaches(deadline)) {
+    return Errc::invalid_argument;
+  }
   // A stopping agent starts nothing: its on_stop and the cancellations run after its
   // requests were cancelled, so a new one would outlive the stop.
   AgentSlot* const requester = slot(from);
@@ -603,8 +608,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
     ++stats_.dropped;
     return Errc::full;
   }
-  Result<RequestId> id =
-      pending_.start(reactor_.now() + options.timeout, std::move(on_reply), requester);
+  Result<RequestId> id = pending_.start(deadline, std::move(on_reply), requester);
   if (!id) return id.error();
   sides_[id->slot()].agent = agent_byte(to);
   // Room was checked above.

@@ -12,6 +12,10 @@ namespace tern {
 
 namespace {
 constexpr std::uint64_t kSpanMask = (std::uint64_t{1} << TimerWheel::kSpanBits) - 1;
+#if TERN_PORT_DUE_TICKS_32
+// How far ahead arm() takes a deadline: as far as the 32 bits read as a signed distance.
+constexpr std::uint64_t kArmTicksAhead = (std::uint64_t{1} << 31) - 1;
+#endif
 }
 
 Timer::~Timer() {
@@ -42,8 +46,10 @@ std::uint64_t TimerWheel::ticks_ceil(Instant t) const {
 
 #if TERN_PORT_DUE_TICKS_32
 // The 32 bits kept are read as a signed distance from current_: an armed timer is due
-// at most kMaxTicksAhead ticks after it (arm() refuses farther), and one left on the
-// ready list at most that long before it (advance() sees to it).
+// at most kArmTicksAhead ticks after it (arm() refuses farther), and one on the ready
+// list at most that long before it once advance() returns (it re-stamps them; inside
+// an advance() that leaps further, a callback reading such a timer's deadline() could
+// see it ahead, though it still fires on the next advance()).
 std::uint64_t TimerWheel::due_of(const Timer& t) const {
   const auto ahead = static_cast<std::int32_t>(t.due_ - static_cast<std::uint32_t>(current_));
   return current_ + static_cast<std::uint64_t>(std::int64_t{ahead});
@@ -133,7 +139,7 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
   std::uint64_t due = ticks_ceil(deadline);
 #if TERN_PORT_DUE_TICKS_32
   if (due < current_) due = current_;  // passed: ready for the next advance()
-  if (due - current_ > kMaxTicksAhead) {
+  if (due - current_ > kArmTicksAhead) {
     panic("TimerWheel::arm(): deadline beyond the wheel's reach (see reaches())");
   }
   t.due_ = static_cast<std::uint32_t>(due);

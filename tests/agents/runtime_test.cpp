@@ -1807,7 +1807,7 @@ struct LogsOnStop : tern::Agent {
   void on_stop(Context& ctx) override { ctx.log().info("stopping"); }
 };
 // 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M
-// (2^31 - 1 ticks: 24.8 days), where a request's timeout or an agent timer's delay
+// (2^31 - 2^20 ticks: 24.8 days), where a request's timeout or an agent timer's delay
 // that long is refused at the call, and nothing is queued or armed.
 TEST(Runtime, ATimeoutOrDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
   Fixture f;

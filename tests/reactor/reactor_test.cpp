@@ -347,7 +347,7 @@ TEST(Reactor, InvalidArgumentsAreRefused) {
 }
 
 // 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M
-// (2^31 - 1 ticks: 24.8 days), where at() and after() refuse it.
+// (2^31 - 2^20 ticks: 24.8 days), where at() and after() refuse it.
 TEST(Reactor, ATimerBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
   ManualClock clock;
   Reactor r(manual(clock));

@@ -434,7 +434,7 @@ TEST(KeyedWaiters, IndexAgreesWithAReferenceUnderRandomChurn) {
 }
 
 // 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
-// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+// where a timer keeps its due tick in 32 bits (2^31 - 2^20 ticks: 24.8 days).
 TEST(KeyedWaiters, ATimeoutBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
   Fixture f;
   Waits waits(f.reactor);

@@ -995,7 +995,7 @@ TEST(Retrier, SameSeedGivesTheSameScheduleAndAnotherSeedAnother) {
 }
 
 // 30 days at 1 ms ticks: within the wheel's reach on Linux, beyond it on Cortex-M,
-// where a timer keeps its due tick in 32 bits (2^31 - 1 ticks: 24.8 days).
+// where a timer keeps its due tick in 32 bits (2^31 - 2^20 ticks: 24.8 days).
 TEST(Retrier, ADeadlineOrDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
   Fixture f;
   const Duration far = seconds(std::int64_t{30} * 24 * 3600);
@@ -1016,6 +1016,44 @@ TEST(Retrier, ADeadlineOrDelayBeyondTheWheelsReachIsRefusedWhereThereIsOne) {
     EXPECT_EQ(retrier.in_use(), want == Errc::ok ? 3u : 0u);
   }
   EXPECT_EQ(o[0].calls + o[1].calls + o[2].calls, want == Errc::ok ? 3 : 0);
+  EXPECT_TRUE(f.reactor.wheel().empty());
+}
+
+// With no deadline, a try's own timeout as long as the wheel reaches from start() is
+// armed again for each retry, from a clock that has moved past the wheel's tick (here
+// by half a tick): on Cortex-M reaches() keeps ticks in hand for that. With a deadline,
+// only the deadline needs reaching, so an uncapped backoff is taken on every port.
+TEST(Retrier, ATimeoutAtTheWheelsReachIsArmedAgainForEachRetry) {
+  Fixture f;
+  Retrier<int, 4> retrier(f.reactor, f.rng);
+  Upstream up(f.clock);
+  Outcome o;
+  RetryPolicy p = fixed_policy(3, ms(100));
+  p.attempt_timeout = tern::TimerWheel::kExactDeadlines
+                          ? seconds(std::int64_t{30} * 24 * 3600)
+                          : ms(static_cast<std::int64_t>(tern::TimerWheel::kMaxTicksAhead));
+  ASSERT_TRUE(retrier.start(p, Instant::never(), up.attempt(), o.done()).ok());
+  ASSERT_EQ(up.calls, 1);
+  EXPECT_EQ(up.tickets[0].report(Errc::io), Errc::ok);
+  f.advance(tern::us(100500));  // the retry runs at the 100 ms tick, seen at 100.5 ms
+  ASSERT_EQ(up.calls, 2);
+  EXPECT_EQ(up.timeouts[1], p.attempt_timeout);
+  EXPECT_EQ(up.tickets[1].report(7), Errc::ok);
+  EXPECT_EQ(o.calls, 1);
+  EXPECT_EQ(o.value, 7);
+
+  RetryPolicy uncapped = fixed_policy(3, ms(100));
+  uncapped.max_delay = Duration::max();
+  uncapped.multiplier = 2.0;
+  Outcome o2;
+  ASSERT_TRUE(retrier.start(uncapped, f.now() + seconds(10), up.attempt(), o2.done()).ok());
+  EXPECT_EQ(up.tickets[2].report(Errc::io), Errc::ok);
+  f.advance(ms(100));  // 200.5 ms: the retry is due at the 201 ms tick
+  EXPECT_EQ(up.calls, 3);
+  f.advance(ms(1));
+  ASSERT_EQ(up.calls, 4);
+  EXPECT_EQ(up.tickets[3].report(9), Errc::ok);
+  EXPECT_EQ(o2.value, 9);
   EXPECT_TRUE(f.reactor.wheel().empty());
 }
 

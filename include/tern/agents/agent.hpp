@@ -169,11 +169,11 @@ class Context {
   // closed (`to` is not running, or this agent is stopping: in on_stop, in a
   // cancellation, after stop_self()), not_found, shutdown, invalid_argument (no
   // on_reply, msg.topic is neither kNoTopic nor a topic, or on Cortex-M a timeout
-  // more than 2^31 - 1 ticks long: see TimerWheel::reaches()).
+  // the wheel does not reach: about 24.8 days at 1 ms, see TimerWheel::reaches()).
   Result<RequestId> request(AgentId to, Message msg, RequestOptions options, ReplyCallback on_reply);
   // Runs cb(Errc::ok) after `delay`, or cb(Errc::cancelled) if the agent stops first.
   // Errors: full (max_timers pending; counted), closed (not running), invalid_argument
-  // (empty cb, or on Cortex-M a delay more than 2^31 - 1 ticks long).
+  // (empty cb, or on Cortex-M a delay the wheel does not reach: about 24.8 days).
   Result<AgentTimerId> after(Duration delay, AgentTimerCallback cb);
   // Cancels a pending timer without running it; false if it is not pending.
   bool cancel(AgentTimerId id);

@@ -86,7 +86,7 @@ class PendingTableBase {
   // on_done runs exactly once, later, never from inside start().
   // Errors: full (all N slots busy; counted, nothing else changes),
   //         invalid_argument (empty on_done, or a deadline the wheel does not reach:
-  //         more than 2^31 - 1 ticks ahead on Cortex-M), shutdown (the table is being
+  //         about 24.8 days ahead at 1 ms on Cortex-M), shutdown (the table is being
   //         destroyed).
   Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
     if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {

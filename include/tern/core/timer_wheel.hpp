@@ -11,7 +11,7 @@
 // after its deadline, never early. Timers due on the same tick fire in arming order.
 // Deadlines beyond the wheel's span (2^36 ticks on Linux, 2^30 on Cortex-M) wait in an
 // overflow list and still fire exactly. On Cortex-M a timer keeps its due tick in 32
-// bits, so a deadline may lie at most 2^31 - 1 ticks ahead (24.8 days at 1 ms):
+// bits, so a deadline may lie at most about 2^31 ticks ahead (24.8 days at 1 ms):
 // reaches() says whether one does, and arming a farther one is a contract violation.
 // See examples/agents_bus for the wheel under a Reactor.
 #pragma once
@@ -86,10 +86,14 @@ class TimerWheel {
   static constexpr int kSlotBits = 6;
   static constexpr int kSlots = 1 << kSlotBits;
   static constexpr int kSpanBits = kLevels * kSlotBits;  // 2^kSpanBits ticks
-  // How far ahead of current() a deadline may lie, in ticks, and whether deadline()
-  // gives back the deadline exactly (or the instant of its tick).
+  // How far ahead of current() a deadline may lie, in ticks, as reaches() answers,
+  // and whether deadline() gives back the deadline exactly (or the instant of its tick).
+  // On Cortex-M arm() itself takes up to 2^31 - 1 ticks: reaches() keeps 2^20 ticks
+  // (17 minutes at 1 ms) in hand, so that a delay it approved from now() can still be
+  // armed a little later, when the clock has moved on from current() (a Retrier's next
+  // try, a flush after max_delay).
 #if TERN_PORT_DUE_TICKS_32
-  static constexpr std::uint64_t kMaxTicksAhead = (std::uint64_t{1} << 31) - 1;
+  static constexpr std::uint64_t kMaxTicksAhead = (std::uint64_t{1} << 31) - (std::uint64_t{1} << 20);
   static constexpr bool kExactDeadlines = false;
 #else
   static constexpr std::uint64_t kMaxTicksAhead = ~std::uint64_t{0};
@@ -110,7 +114,7 @@ class TimerWheel {
   void arm(Timer& t, Instant deadline);
 
   // Whether arm() takes `deadline`: always, except on ports that keep a timer's due
-  // tick in 32 bits (Cortex-M), where it may lie at most kMaxTicksAhead ticks after
+  // tick in 32 bits (Cortex-M), where this says yes up to kMaxTicksAhead ticks after
   // current(). tern's APIs that take a deadline or a delay ask this first and refuse
   // one too far ahead with Errc::invalid_argument.
 #if TERN_PORT_DUE_TICKS_32
@@ -121,7 +125,8 @@ class TimerWheel {
 
   // When the armed timer `t` fires: the deadline given to arm(), or on ports that keep
   // a timer's due tick in 32 bits, the instant of that tick (the deadline rounded up
-  // to the tick, and no earlier than current() when it was armed). Meaningful while `t`
+  // to the tick; for a deadline already passed, current() when it was armed, or after
+  // an advance() that did not fire it yet, that advance's tick). Meaningful while `t`
   // is armed in this wheel, and in its own callback.
   Instant deadline(const Timer& t) const;
 

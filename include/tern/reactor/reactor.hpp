@@ -100,7 +100,7 @@ class Reactor {
   using IoCallback =
       InplaceFunction<void(unsigned events), kCallbackBytes, detail::kPortCallbackAlign>;
   // What an after()/at() callback may capture, trivially copyable: the same bound (one
-  // pointer on the Cortex-M port, where a reactor timer costs 28 bytes).
+  // pointer on the Cortex-M port, where a reactor timer costs 24 bytes).
   static constexpr std::size_t kTimerCaptureBytes = kCallbackBytes;
   // Bounds on how long a busy loop may go without polling for I/O (see run_once).
   static constexpr std::uint32_t kMaxBusyTurnsWithoutPoll = 32;
@@ -152,7 +152,8 @@ class Reactor {
   // holds a copy: a capture of one pointer (pointer-aligned) lives in the timer itself,
   // a wider one (where the port allows it) beside it.
   // Errors: full (max_timers pending; counted), invalid_argument (null function pointer,
-  // or on Cortex-M a deadline more than 2^31 - 1 ticks ahead: see TimerWheel::reaches()).
+  // or on Cortex-M a deadline the wheel does not reach, about 24.8 days ahead at 1 ms:
+  // see TimerWheel::reaches()).
   template <typename F>
   Result<TimerHandle> at(Instant deadline, F&& cb);
   // Runs `cb()` once after `delay` from now().
@@ -209,7 +210,7 @@ class Reactor {
   using CaptureSpace =
       std::conditional_t<(kExtraCaptureBytes > 0), CaptureBytes, NoCaptureBytes>;
   struct TimerEntry {
-    Timer timer;  // 24 B on 32-bit targets, 40 on 64-bit: 28 and 48 with the generation
+    Timer timer;  // 20 B on Cortex-M, 24 on other 32-bit targets, 40 on 64-bit; + 4 generation
     std::uint32_t generation = 1;
     [[no_unique_address]] CaptureSpace capture;
   };

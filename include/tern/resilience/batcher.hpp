@@ -302,7 +302,8 @@ class Batcher {
     if (closing_) return Errc::shutdown;
     Buffer* b = current_;
     if (b == nullptr || b->count == B) {
-      if (!wheel_.reaches(reactor_.now() + config_.max_delay)) return Errc::invalid_argument;
+      const Instant due = reactor_.now() + config_.max_delay;
+      if (!wheel_.reaches(due)) return Errc::invalid_argument;
       b = nullptr;
       for (Buffer& candidate : buffers_) {
         if (candidate.state == BufState::free) {
@@ -316,7 +317,7 @@ class Batcher {
       }
       b->state = BufState::open;
       b->due_seq = 0;
-      wheel_.arm(b->timer, reactor_.now() + config_.max_delay);
+      wheel_.arm(b->timer, due);
       current_ = b;
     }
     Rec& r = b->recs[b->free_recs[--b->free_count]];

@@ -169,7 +169,8 @@ class KeyedWaiters {
   //   {defaulted, default_value} when the timeout passes;
   //   Errc::cancelled from cancel(), cancel_all() or destruction.
   // Errors: invalid_argument (empty key or on_done; on Cortex-M, a timeout other
-  // than Duration::max() more than 2^31 - 1 ticks long), too_large (key over
+  // than Duration::max() that the wheel does not reach: about 24.8 days at 1 ms, see
+  // TimerWheel::reaches()), too_large (key over
   // KeyMax or default over ValueMax), busy (the key is already waited on),
   // full (N waits open), shutdown (from a callback run by the destructor). All
   // but invalid_argument and shutdown are counted; nothing changes.
@@ -177,9 +178,8 @@ class KeyedWaiters {
             std::string_view default_value, Callback on_done,
             Owner owner = nullptr) {
     if (!on_done || key.empty()) return Errc::invalid_argument;
-    if (timeout < Duration::max() && !wheel_.reaches(reactor_.now() + timeout)) {
-      return Errc::invalid_argument;
-    }
+    const Instant deadline = timeout < Duration::max() ? reactor_.now() + timeout : Instant::never();
+    if (timeout < Duration::max() && !wheel_.reaches(deadline)) return Errc::invalid_argument;
     if (closing_) return Errc::shutdown;
     if (key.size() > KeyMax || default_value.size() > ValueMax) {
       ++stats_.too_large;
@@ -205,8 +205,7 @@ class KeyedWaiters {
     s.owner = owner;
     s.on_done = std::move(on_done);
     index_.insert(static_cast<std::uint32_t>(hash), s.index);
-    if (timeout < Duration::max())
-      wheel_.arm(s.timer, reactor_.now() + timeout);
+    if (timeout < Duration::max()) wheel_.arm(s.timer, deadline);
     ++stats_.started;
     if (++stats_.waiting > stats_.high_water)
       stats_.high_water = stats_.waiting;

@@ -238,8 +238,9 @@ class RetrierBase {
   // on_done runs exactly once if this returns an id, never otherwise (from inside this
   // call only if the first try destroys the retrier: then with cancelled).
   // Errors: invalid_argument (validate(policy) failed, or an empty callback; on
-  //           Cortex-M, a deadline, max_delay or attempt_timeout from now that the
-  //           wheel does not reach: see TimerWheel::reaches()),
+  //           Cortex-M, a deadline the wheel does not reach, or with no deadline, a
+  //           max_delay or attempt_timeout from now it does not reach: see
+  //           TimerWheel::reaches()),
   //         timeout (deadline is not after now: nothing was tried),
   //         full (all N slots busy; counted, nothing else changes),
   //         shutdown (called while the retrier is being destroyed).
@@ -248,10 +249,13 @@ class RetrierBase {
     if (closing_) return Errc::shutdown;
     if (!attempt || !on_done || validate(policy) != Errc::ok) return Errc::invalid_argument;
     const Instant now = reactor_.now();
-    if ((deadline != Instant::never() && !wheel().reaches(deadline)) ||
-        !wheel().reaches(now + policy.max_delay) ||
-        (policy.attempt_timeout != Duration::max() &&
-         !wheel().reaches(now + policy.attempt_timeout))) {
+    // Every timer of the operation is armed for the deadline or before it. Without one,
+    // for up to max_delay or attempt_timeout from the time of arming.
+    if (deadline != Instant::never()
+            ? !wheel().reaches(deadline)
+            : !wheel().reaches(now + policy.max_delay) ||
+                  (policy.attempt_timeout != Duration::max() &&
+                   !wheel().reaches(now + policy.attempt_timeout))) {
       return Errc::invalid_argument;
     }
     if (deadline <= now) return Errc::timeout;

@@ -28,9 +28,10 @@ constexpr unsigned kPortCallbackAlign = alignof(void*);
 // deadline waits on the overflow list (and still fires exactly); a level is 264 bytes.
 constexpr int kPortWheelLevels = 5;
 // A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
-// lie at most 2^31 - 1 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
-// SysTick. TimerWheel::reaches() says whether one does; the APIs that take a deadline
-// refuse a farther one with Errc::invalid_argument.
+// lie at most about 2^31 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
+// SysTick. TimerWheel::reaches() says whether one does (up to kMaxTicksAhead, 2^31 -
+// 2^20 ticks); the APIs that take a deadline refuse a farther one with
+// Errc::invalid_argument.
 #define TERN_PORT_DUE_TICKS_32 1
 
 struct PortState {
