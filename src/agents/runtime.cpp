@@ -394,7 +394,7 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   n.type = msg.type;
   const unsigned topic = env.topic == kNoTopic ? kNodeNoTopic : env.topic;  // < kMaxTopics
   n.topic_kind = static_cast<std::uint16_t>(topic | static_cast<unsigned>(env.kind) << 14);
-  n.sender = static_cast<std::uint8_t>(env.sender);  // < kMaxAgents, or kNoAgent: 0xFF
+  n.sender = agent_byte(env.sender);  // valid_sender() checked it
   n.status = msg.status;
   const unsigned priority = env.priority >= 0 ? static_cast<unsigned>(env.priority) : msg.priority;
   const unsigned level = priority < kPriorityLevels ? priority : kPriorityLevels - 1;
@@ -438,7 +438,7 @@ Message Runtime::read_node(NodeIndex i, AgentId receiver, unsigned level) {
       .payload = static_cast<Payload&&>(n.payload),
       .type = n.type,
       .topic = topic == kNodeNoTopic ? kNoTopic : static_cast<TopicId>(topic),
-      .sender = n.sender == 0xFF ? kNoAgent : AgentId{n.sender},
+      .sender = agent_of(n.sender),
       .receiver = receiver,
       .kind = static_cast<MessageKind>(n.topic_kind >> 14),
       .priority = static_cast<std::uint8_t>(level),
@@ -591,9 +591,7 @@ Result<RequestId> Runtime::request_from(AgentId from, AgentId to, Message msg,
   if (!on_reply || !valid_sender(from) || !valid_topic(msg.topic)) return Errc::invalid_argument;
   // A timeout too long for the wheel is refused as an argument, before a full mailbox.
   const Instant deadline = reactor_.now() + options.timeout;
-  if (deadline != Instant::never() && !reactor_.wheel().reaches(deadline)) {
-    return Errc::invalid_argument;
-  }
+  if (!reactor_.wheel().reaches_or_never(deadline)) return Errc::invalid_argument;
   // A stopping agent starts nothing: its on_stop and the cancellations run after its
   // requests were cancelled, so a new one would outlive the stop.
   AgentSlot* const requester = slot(from);

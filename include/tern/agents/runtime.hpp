@@ -213,6 +213,10 @@ class Runtime {
   static_assert(static_cast<unsigned>(MessageKind::error) < 4 && kMaxTopics <= kNodeNoTopic,
                 "Node::topic_kind packs a topic in 14 bits and the kind in 2");
   static_assert(kMaxAgents < 0xFF, "Node::sender holds an agent in one byte");
+  // An agent in one byte (Node::sender, RequestSide::agent): kNoAgent (0xFFFF) keeps its
+  // low byte, 0xFF; every other agent is below 0xFF.
+  static std::uint8_t agent_byte(AgentId a) { return static_cast<std::uint8_t>(a); }
+  static AgentId agent_of(std::uint8_t b) { return b == 0xFF ? kNoAgent : AgentId{b}; }
   struct Detached {  // a message unlinked from its mailbox: its node and its level
     NodeIndex node;
     std::uint8_t level;
@@ -292,9 +296,6 @@ class Runtime {
     std::uint8_t agent;
     Errc status;
   };
-  // kNoAgent (0xFFFF) keeps its low byte, 0xFF; every other agent is below 0xFF.
-  static std::uint8_t agent_byte(AgentId a) { return static_cast<std::uint8_t>(a); }
-  static AgentId agent_of(std::uint8_t b) { return b == 0xFF ? kNoAgent : AgentId{b}; }
   static_assert(sizeof(WaitingAnswer) <= Pending::kHeldBytes &&
                 alignof(WaitingAnswer) <= alignof(void*));
 

@@ -89,7 +89,7 @@ class PendingTableBase {
   //         about 24.8 days ahead at 1 ms on Cortex-M), shutdown (the table is being
   //         destroyed).
   Result<RequestId> start(Instant deadline, Callback on_done, Owner owner = nullptr) {
-    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+    if (!on_done || !wheel_.reaches_or_never(deadline)) {
       return Errc::invalid_argument;
     }
     if (free_ >= capacity_ || closing_) [[unlikely]] {

@@ -122,6 +122,11 @@ class TimerWheel {
 #else
   bool reaches(Instant) const { return true; }
 #endif
+  // The same for the tables where Instant::never() means "no deadline" and arms no
+  // timer (PendingTable, Batcher, Coalescer): never() is taken too.
+  bool reaches_or_never(Instant deadline) const {
+    return deadline == Instant::never() || reaches(deadline);
+  }
 
   // When the armed timer `t` fires: the deadline given to arm(), or on ports that keep
   // a timer's due tick in 32 bits, the instant of that tick (the deadline rounded up

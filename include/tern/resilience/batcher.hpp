@@ -296,7 +296,7 @@ class Batcher {
   template <typename U>
   Result<ItemId> add_impl(U&& item, Instant deadline, Callback on_done,
                           Owner owner) {
-    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+    if (!on_done || !wheel_.reaches_or_never(deadline)) {
       return Errc::invalid_argument;
     }
     if (closing_) return Errc::shutdown;

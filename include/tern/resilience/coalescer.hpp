@@ -176,7 +176,7 @@ class Coalescer {
                        Upstream&& upstream, Owner owner = nullptr) {
     static_assert(std::is_invocable_v<Upstream&, const Key&, Ticket>,
                   "upstream is called as upstream(const Key&, Ticket)");
-    if (!on_done || (deadline != Instant::never() && !wheel_.reaches(deadline))) {
+    if (!on_done || !wheel_.reaches_or_never(deadline)) {
       return Errc::invalid_argument;
     }
     if (closing_) return Errc::shutdown;
