@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "tern/core/rng.hpp"
 #include "tern_test.hpp"
@@ -1150,6 +1151,25 @@ TEST(Runtime, ASenderOrTopicThatCannotBeIsRefused) {
     EXPECT_EQ(arena.used(), bytes);
   }
   delete[] memory;
+}
+
+// A topic name, or a wildcard's prefix, of kTopicNameMax characters is kept whole (31
+// on Linux, 15 on Cortex-M); one character more is refused, and takes no topic.
+TEST(Runtime, ATopicNameLongerThanTheRuntimeKeepsIsRefused) {
+  Fixture f;
+  Recorder r;
+  auto id = f.rt.spawn(r, {.name = "r"});
+  ASSERT_TRUE(id.ok());
+  std::string longest(Runtime::kTopicNameMax, 'n');
+  std::string too_long = longest + "n";
+  EXPECT_EQ(f.rt.topic(too_long.c_str()).error(), Errc::too_large);
+  auto t = f.rt.topic(longest.c_str());
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(*t, 0u);  // the refused name took no slot
+  EXPECT_EQ(*f.rt.topic(longest.c_str()), *t);  // found again by its whole name
+  std::string prefix(Runtime::kTopicNameMax - 1, 'p');
+  EXPECT_EQ(f.rt.subscribe(*id, (prefix + "p*").c_str()), Errc::too_large);
+  EXPECT_EQ(f.rt.subscribe(*id, (prefix + "*").c_str()), Errc::ok);
 }
 
 // The packed node's narrow fields, at the top of their ranges: a pending slot above

@@ -78,7 +78,7 @@ class Runtime {
   using EscalationHandler = InplaceFunction<void(GroupId, AgentId, Errc), 2 * sizeof(void*)>;
   static constexpr std::size_t kMaxAgents = 64;
   static constexpr std::size_t kMaxTopics = 16383;
-  static constexpr std::size_t kTopicNameMax = 31;
+  static constexpr std::size_t kTopicNameMax = detail::kPortTopicNameMax;  // 15 on Cortex-M
 
   Runtime(Reactor& reactor, const RuntimeConfig& config = RuntimeConfig{});
   // Exactly what a Runtime with `config` takes from RuntimeConfig::arena.

@@ -1,5 +1,5 @@
 // TimerWheel: hierarchical timing wheel (64 slots a level and a 64-bit occupancy bitmap
-// per level; 6 levels on Linux, 5 on Cortex-M) with intrusive Timer nodes, so arming
+// per level; 6 levels on Linux, 4 on Cortex-M) with intrusive Timer nodes, so arming
 // never allocates. arm() and cancel() are O(1); next_expiry() reads the bitmaps;
 // advance(now) fires due timers in order.
 //
@@ -9,7 +9,7 @@
 //
 // Resolution is one tick (default 1 ms): a timer fires at the first tick boundary at or
 // after its deadline, never early. Timers due on the same tick fire in arming order.
-// Deadlines beyond the wheel's span (2^36 ticks on Linux, 2^30 on Cortex-M) wait in an
+// Deadlines beyond the wheel's span (2^36 ticks on Linux, 2^24 on Cortex-M) wait in an
 // overflow list and still fire exactly. On Cortex-M a timer keeps its due tick in 32
 // bits, so a deadline may lie at most about 2^31 ticks ahead (24.8 days at 1 ms):
 // reaches() says whether one does, and arming a farther one is a contract violation.

@@ -24,9 +24,13 @@ constexpr unsigned kPortCallInboxCapacity = 8;
 // word (24 bytes an entry); the others are 8-byte InplaceFunctions.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
-// Levels of the timer wheel: 2^30 ticks (12.4 days at the 1 ms SysTick) before a
-// deadline waits on the overflow list (and still fires exactly); a level is 264 bytes.
-constexpr int kPortWheelLevels = 5;
+// Levels of the timer wheel: 2^24 ticks (4.7 hours at the 1 ms SysTick) before a
+// deadline waits on the overflow list, which is re-filed once per 2^24 ticks (the
+// deadline still fires exactly); a level is 264 bytes.
+constexpr int kPortWheelLevels = 4;
+// The longest topic name (and wildcard prefix) a Runtime keeps: each of its topics
+// holds this many bytes and one more.
+constexpr unsigned kPortTopicNameMax = 15;
 // A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
 // lie at most about 2^31 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
 // SysTick. TimerWheel::reaches() says whether one does (up to kMaxTicksAhead, 2^31 -

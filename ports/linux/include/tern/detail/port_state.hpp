@@ -23,6 +23,8 @@ inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
 // Levels of the timer wheel: 2^36 ticks (2.2 years at 1 ms, 19 hours at 1 us) before a
 // deadline waits on the overflow list.
 inline constexpr int kPortWheelLevels = 6;
+// The longest topic name (and wildcard prefix) a Runtime keeps.
+inline constexpr unsigned kPortTopicNameMax = 31;
 
 struct PortWatch {
   struct PortState* state = nullptr;
