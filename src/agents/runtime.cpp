@@ -120,10 +120,8 @@ Errc Runtime::answer(Message&& msg) {
   const RequestId id = msg.correlation;
   void* bytes = pending_.hold(id);
   if (!bytes) return Errc::late;
-  const auto bits = static_cast<std::uint64_t>(msg.value);
   const auto i = static_cast<NodeIndex>(id.slot());
-  new (bytes) WaitingAnswer{.value_lo = static_cast<std::uint32_t>(bits),
-                            .value_hi = static_cast<std::uint32_t>(bits >> 32),
+  new (bytes) WaitingAnswer{.value = ValueWords::of(msg.value),
                             .payload = static_cast<Payload&&>(msg.payload),
                             .type = msg.type,
                             .prev = answers_tail_,
@@ -171,7 +169,7 @@ Message Runtime::take_answer(RequestId id) {
   auto& a = waiting(static_cast<NodeIndex>(id.slot()));  // in the FIFO: held
   unlink_answer(a, static_cast<NodeIndex>(id.slot()));
   Message m;
-  m.value = static_cast<std::int64_t>(std::uint64_t{a.value_hi} << 32 | a.value_lo);
+  m.value = a.value.get();
   m.correlation = id;
   m.payload = static_cast<Payload&&>(a.payload);
   m.type = a.type;
@@ -385,9 +383,7 @@ Errc Runtime::enqueue(AgentSlot& s, Message&& msg, Envelope env) {
   // node's payload is always empty (release_node), so swapping moves msg's in. The
   // receiver is the mailbox's agent (env.receiver), stamped again when it is unpacked.
   Node& n = nodes_[i];
-  const auto value = static_cast<std::uint64_t>(msg.value);
-  n.value_lo = static_cast<std::uint32_t>(value);
-  n.value_hi = static_cast<std::uint32_t>(value >> 32);
+  n.value = ValueWords::of(msg.value);
   n.generation = env.correlation.generation();
   n.slot = static_cast<std::uint16_t>(env.correlation.slot());  // a pending slot: < 65535
   n.payload.swap(msg.payload);
@@ -433,7 +429,7 @@ Message Runtime::read_node(NodeIndex i, AgentId receiver, unsigned level) {
   const unsigned topic = n.topic_kind & 0x3FFFu;
   // Each field written once, straight into the caller's Message.
   return Message{
-      .value = static_cast<std::int64_t>(std::uint64_t{n.value_hi} << 32 | n.value_lo),
+      .value = n.value.get(),
       .correlation = RequestId::make(n.slot, n.generation),
       .payload = static_cast<Payload&&>(n.payload),
       .type = n.type,

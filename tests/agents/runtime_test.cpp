@@ -68,7 +68,10 @@ struct Recorder : tern::Agent {
   }
 };
 
-Message value(std::int64_t v, std::uint8_t prio = 0) {
+// A value that needs every bit of Message::value (64 on Linux, 32 on Cortex-M).
+constexpr tern::MessageValue kFarNegative = std::numeric_limits<tern::MessageValue>::min() / 4 - 3;
+
+Message value(tern::MessageValue v, std::uint8_t prio = 0) {
   Message m;
   m.value = v;
   m.priority = prio;
@@ -393,7 +396,7 @@ TEST(Runtime, AnAnswerGivenBeforeTheDeadlineWinsEvenIfTheDeadlinePassesBeforeDis
     Errc answered = Errc::not_found;
     void on_request(Context&, Message&, Reply reply) override { kept = std::move(reply); }
     void answer() {
-      Message m = value(-(std::int64_t{1} << 40) - 3);
+      Message m = value(kFarNegative);
       m.type = 77;
       m.payload = std::move(rt->payloads().copy_of("abc", 3).value());
       answered = kept.ok(std::move(m));
@@ -427,7 +430,7 @@ TEST(Runtime, AnAnswerGivenBeforeTheDeadlineWinsEvenIfTheDeadlinePassesBeforeDis
   EXPECT_EQ(keeper.answered, Errc::ok);
   ASSERT_EQ(got.calls, 1);
   EXPECT_EQ(got.err, Errc::ok);
-  EXPECT_EQ(got.m.value, -(std::int64_t{1} << 40) - 3);
+  EXPECT_EQ(got.m.value, kFarNegative);
   EXPECT_EQ(got.m.type, 77u);
   EXPECT_EQ(got.m.payload.view(), "abc");
   EXPECT_EQ(got.m.sender, *y);
@@ -1023,7 +1026,7 @@ TEST(Runtime, SelectiveReceiveTakesTheFirstMatch) {
     }
   } picky;
   auto id = f.rt.spawn(picky, {.name = "picky", .mailbox = 8});
-  for (std::int64_t v : {1, 2, 150, 3}) ASSERT_EQ(f.rt.send(*id, value(v)), Errc::ok);
+  for (tern::MessageValue v : {1, 2, 150, 3}) ASSERT_EQ(f.rt.send(*id, value(v)), Errc::ok);
   f.run();
   EXPECT_EQ(picky.picked, 150);
   ASSERT_EQ(picky.n, 3);
@@ -1059,7 +1062,7 @@ TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
   ASSERT_TRUE(topic.ok());
   ASSERT_EQ(f.rt.subscribe(*k, *topic), Errc::ok);
 
-  Message m = value(std::numeric_limits<std::int64_t>::min() + 12345, 2);
+  Message m = value(std::numeric_limits<tern::MessageValue>::min() + 12345, 2);
   m.type = 0xDEADBEEFu;
   m.status = Errc::failed;
   m.payload = std::move(f.rt.payloads().copy_of("payload", 7).value());
@@ -1067,14 +1070,14 @@ TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
   Message p = value(-1, 1);
   p.type = 5;
   ASSERT_EQ(f.rt.publish(*topic, std::move(p)).delivered, 1u);
-  auto rid = f.rt.request_from(*o, *k, value(std::numeric_limits<std::int64_t>::max()),
+  auto rid = f.rt.request_from(*o, *k, value(std::numeric_limits<tern::MessageValue>::max()),
                                {.timeout = tern::ms(50), .priority = 3}, [](Result<Message>) {});
   ASSERT_TRUE(rid.ok());
   f.run();
 
   ASSERT_EQ(keep.n, 2);
   const Message& e = keep.events[0];  // priority 2 before priority 1
-  EXPECT_EQ(e.value, std::numeric_limits<std::int64_t>::min() + 12345);
+  EXPECT_EQ(e.value, std::numeric_limits<tern::MessageValue>::min() + 12345);
   EXPECT_EQ(e.type, 0xDEADBEEFu);
   EXPECT_EQ(e.status, Errc::failed);
   EXPECT_EQ(e.payload.view(), "payload");
@@ -1091,7 +1094,7 @@ TEST(Runtime, AQueuedMessageArrivesWithEveryField) {
   EXPECT_EQ(pub.sender, tern::kNoAgent);
   EXPECT_EQ(pub.priority, 1u);
   ASSERT_TRUE(keep.asked);
-  EXPECT_EQ(keep.request.value, std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(keep.request.value, std::numeric_limits<tern::MessageValue>::max());
   EXPECT_EQ(keep.request.kind, tern::MessageKind::request);
   EXPECT_EQ(keep.request.correlation, *rid);
   EXPECT_EQ(keep.request.priority, 3u);

@@ -13,6 +13,7 @@
 #include "tern/agents/payload.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/pending_table.hpp"
+#include "tern/detail/port_state.hpp"
 
 namespace tern {
 
@@ -25,9 +26,14 @@ enum class MessageKind : std::uint8_t { event, request, reply, error };
 
 inline constexpr unsigned kPriorityLevels = 4;  // Message::priority is 0..3
 
+// Message::value: 64 bits on Linux, 32 on Cortex-M (a wider argument travels in a
+// payload there).
+using MessageValue = detail::PortMessageValue;
+
 struct Message {
-  // Largest fields first, so the struct packs to 40 bytes on 32- and 64-bit targets.
-  std::int64_t value = 0;     // a small inline argument
+  // Largest fields first, so the struct packs to 40 bytes on 32- and 64-bit targets
+  // (32 on Cortex-M).
+  MessageValue value = 0;     // a small inline argument (32 bits on Cortex-M)
   RequestId correlation;      // set for requests and their replies
   Payload payload;            // shared bytes, if any
   std::uint32_t type = 0;     // application-defined discriminator

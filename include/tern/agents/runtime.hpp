@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "tern/agents/agent.hpp"
@@ -196,10 +197,24 @@ class Runtime {
   // is 4-aligned on 32-bit targets; the correlation as its slot (below 65 535) and
   // generation; the topic (below kMaxTopics) shares 16 bits with the kind; the sender
   // (below kMaxAgents) takes one byte.
+  // Message::value in 32-bit words (one on Cortex-M, two elsewhere), so that a node and
+  // a waiting answer are 4-aligned on 32-bit targets.
+  struct ValueWords {
+    std::uint32_t words[sizeof(MessageValue) / 4];
+    static ValueWords of(MessageValue v) {
+      ValueWords w;
+      std::memcpy(w.words, &v, sizeof v);
+      return w;
+    }
+    MessageValue get() const {
+      MessageValue v;
+      std::memcpy(&v, words, sizeof v);
+      return v;
+    }
+  };
   struct Node {
     Payload payload;  // empty while the node is free
-    std::uint32_t value_lo = 0;
-    std::uint32_t value_hi = 0;
+    ValueWords value = {};
     std::uint32_t generation = 0;  // RequestId::generation(): 0 but for requests
     std::uint32_t type = 0;
     std::uint16_t slot = 0;        // RequestId::slot()
@@ -280,8 +295,7 @@ class Runtime {
   // while its answer waits (cancelled) unlinks it in O(1).
   // Its sender and status wait beside it, in the request's RequestSide.
   struct WaitingAnswer {
-    std::uint32_t value_lo;  // Message::value in halves: 4-aligned on 32-bit targets
-    std::uint32_t value_hi;
+    ValueWords value;
     Payload payload;
     std::uint32_t type;
     NodeIndex prev;

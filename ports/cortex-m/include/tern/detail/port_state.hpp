@@ -3,6 +3,8 @@
 // tern/port/cortex_m.hpp instead.
 #pragma once
 
+#include <cstdint>
+
 namespace tern {
 class Reactor;
 }
@@ -31,6 +33,9 @@ constexpr int kPortWheelLevels = 4;
 // The longest topic name (and wildcard prefix) a Runtime keeps: each of its topics
 // holds this many bytes and one more.
 constexpr unsigned kPortTopicNameMax = 15;
+// Message::value: 32 bits here (a queued message is 24 bytes, not 28); a wider argument
+// travels in a payload.
+using PortMessageValue = std::int32_t;
 // A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
 // lie at most about 2^31 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
 // SysTick. TimerWheel::reaches() says whether one does (up to kMaxTicksAhead, 2^31 -

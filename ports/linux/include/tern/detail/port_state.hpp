@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 struct event_base;
 struct event;
@@ -25,6 +26,8 @@ inline constexpr unsigned kPortCallbackAlign = alignof(std::max_align_t);
 inline constexpr int kPortWheelLevels = 6;
 // The longest topic name (and wildcard prefix) a Runtime keeps.
 inline constexpr unsigned kPortTopicNameMax = 31;
+// Message::value.
+using PortMessageValue = std::int64_t;
 
 struct PortWatch {
   struct PortState* state = nullptr;
