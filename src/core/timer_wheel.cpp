@@ -74,13 +74,37 @@ bool TimerWheel::due_by(const Timer& t, std::uint64_t tick) const {
 Instant TimerWheel::deadline(const Timer& t) const { return t.exact_deadline(); }
 #endif
 
-// Points t's back link at `at`; t keeps its kPooled bit.
-void TimerWheel::point_back(Timer& t, Timer** at) {
-  t.prev_link_ = reinterpret_cast<std::uintptr_t>(at) | (t.prev_link_ & Timer::kPooled);
+#if TERN_PORT_TIMER_LINKS_16
+// Links `t` at the front of `head`'s list (one of heads_).
+void TimerWheel::link(Link& head, Timer& t) {
+  const Link self = link_of(t);
+  t.next_ = head;
+  if (head) at(head)->prev_link_ = self;
+  head = self;
+  t.prev_link_ = static_cast<Link>(&head - heads_ + 1);
 }
 
-// Links `t` at the front of `head`'s list.
-void TimerWheel::link(Timer*& head, Timer& t) {
+// A timer does not record where it is filed. When unlinking it empties a list, its back
+// link named that list's head: if the head is a slot's, its occupancy bit goes.
+void TimerWheel::unlink(Timer& t) {
+  const Link prev = t.prev_link_;
+  const Link next = t.next_;
+  if (prev >= kFirstTimer) {
+    at(prev)->next_ = next;
+  } else {
+    const unsigned index = prev - 1u;
+    heads_[index] = next;
+    if (!next && index < unsigned{kLevels} * kSlots) {
+      occupied_[index / kSlots] &= ~(std::uint64_t{1} << (index % kSlots));
+    }
+  }
+  if (next) at(next)->prev_link_ = prev;
+#else
+// Points t's back link at `at`.
+void TimerWheel::point_back(Timer& t, Link* at) { t.prev_link_ = reinterpret_cast<std::uintptr_t>(at); }
+
+// Links `t` at the front of `head`'s list (one of heads_).
+void TimerWheel::link(Link& head, Timer& t) {
   t.next_ = head;
   if (head) point_back(*head, &t.next_);
   head = &t;
@@ -88,26 +112,27 @@ void TimerWheel::link(Timer*& head, Timer& t) {
 }
 
 // A timer does not record where it is filed. When unlinking it empties a list, its back
-// link pointed at that list's head: if the head is one of slots_, its occupancy bit goes.
+// link pointed at that list's head: if the head is a slot's, its occupancy bit goes.
 void TimerWheel::unlink(Timer& t) {
-  Timer** const pprev = reinterpret_cast<Timer**>(t.prev_link_ & ~Timer::kPooled);
+  Link* const pprev = reinterpret_cast<Link*>(t.prev_link_);
   *pprev = t.next_;
   if (t.next_) {
     point_back(*t.next_, pprev);
   } else if (*pprev == nullptr) {
     const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(pprev) -
-                              reinterpret_cast<std::uintptr_t>(&slots_[0][0]);
-    const std::uintptr_t index = at / sizeof(Timer*);  // a huge number below slots_
+                              reinterpret_cast<std::uintptr_t>(&heads_[0]);
+    const std::uintptr_t index = at / sizeof(Link);  // a huge number below heads_
     if (index < std::uintptr_t{kLevels} * kSlots) {
       occupied_[index / kSlots] &= ~(std::uint64_t{1} << (index % kSlots));
     }
   }
+#endif
 #if TERN_PORT_DUE_TICKS_32
   if (cache_valid_ && due_of(t) <= cached_next_) cache_valid_ = false;
 #else
   if (cache_valid_ && due_by(t, cached_next_)) cache_valid_ = false;
 #endif
-  t.next_ = nullptr;
+  t.next_ = {};
   t.prev_link_ = 0;
 }
 
@@ -116,17 +141,17 @@ void TimerWheel::unlink(Timer& t) {
 // level-0 slot about to fire.
 void TimerWheel::place(Timer& t, std::uint64_t due) {
   if (due <= current_) {
-    link(ready_, t);
+    link(heads_[kReady], t);
     return;
   }
   std::uint64_t diff = due ^ current_;
   int level = (63 - std::countl_zero(diff)) / kSlotBits;
   if (level >= kLevels) {
-    link(overflow_, t);
+    link(heads_[kOverflow], t);
     return;
   }
   auto slot = static_cast<std::uint8_t>((due >> (kSlotBits * level)) & (kSlots - 1));
-  link(slots_[level][slot], t);
+  link(slot_head(level, slot), t);
   occupied_[level] |= std::uint64_t{1} << slot;
 }
 
@@ -136,6 +161,9 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
     --count_;
   }
   if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
+#if TERN_PORT_TIMER_LINKS_16
+  if (!can_hold(&t)) panic("TimerWheel::arm(): Timer outside the timer region");
+#endif
   std::uint64_t due = ticks_ceil(deadline);
 #if TERN_PORT_DUE_TICKS_32
   if (due < current_) due = current_;  // passed: ready for the next advance()
@@ -179,7 +207,7 @@ bool TimerWheel::next_event_after(std::uint64_t tick, std::uint64_t* event) cons
     *event = block | (static_cast<std::uint64_t>(std::countr_zero(ahead)) << shift);
     return true;
   }
-  if (overflow_) {
+  if (heads_[kOverflow]) {
     *event = ((tick >> kSpanBits) + 1) << kSpanBits;
     return true;
   }
@@ -189,60 +217,61 @@ bool TimerWheel::next_event_after(std::uint64_t tick, std::uint64_t* event) cons
 // Re-files every timer of the slots whose range starts at `tick` (and the overflow list
 // at a span boundary), top level first so each lands in a slot handled after it.
 void TimerWheel::cascade_at(std::uint64_t tick) {
-  auto refile = [this](Timer*& head) {
-    Timer* list = head;
-    head = nullptr;
+  auto refile = [this](Link& head) {
+    Timer* list = at(head);
+    head = {};
     // Slot lists are newest-first; re-file oldest-first to keep FIFO within a tick.
-    Timer* reversed = nullptr;
+    Link reversed = {};
     while (list) {
-      Timer* n = list->next_;
+      Timer* n = at(list->next_);
       list->next_ = reversed;
-      reversed = list;
+      reversed = link_of(*list);
       list = n;
     }
     while (reversed) {
-      Timer* t = reversed;
+      Timer* t = at(reversed);
       reversed = t->next_;
       std::uint64_t due = due_of(*t);
       if (due == current_) {
         auto slot = static_cast<std::uint8_t>(current_ & (kSlots - 1));
-        link(slots_[0][slot], *t);
+        link(slot_head(0, slot), *t);
         occupied_[0] |= std::uint64_t{1} << slot;
       } else {
         place(*t, due);
       }
     }
   };
-  if (overflow_ && (tick & kSpanMask) == 0) refile(overflow_);
+  if (heads_[kOverflow] && (tick & kSpanMask) == 0) refile(heads_[kOverflow]);
   for (int level = kLevels - 1; level >= 1; --level) {
     int shift = kSlotBits * level;
     if ((tick & ((std::uint64_t{1} << shift) - 1)) != 0) continue;
     auto slot = static_cast<unsigned>((tick >> shift) & (kSlots - 1));
     if (!(occupied_[level] & (std::uint64_t{1} << slot))) continue;
     occupied_[level] &= ~(std::uint64_t{1} << slot);
-    refile(slots_[level][slot]);
+    refile(slot_head(level, slot));
   }
 }
 
 // Moves `head`'s timers (newest-first) into the firing batch oldest-first, then runs
 // them one at a time. A callback may cancel or re-arm any timer still in the batch.
-void TimerWheel::fire_list(Timer*& head, std::size_t* fired) {
-  Timer* list = head;
-  head = nullptr;
+void TimerWheel::fire_list(Link& head, std::size_t* fired) {
+  Timer* list = at(head);
+  head = {};
+  Link& firing = heads_[kFiring];
   while (list) {
-    Timer* n = list->next_;
-    link(firing_, *list);
+    Timer* n = at(list->next_);
+    link(firing, *list);
     list = n;
   }
-  while (firing_) {
-    Timer& t = *firing_;
-    const bool pooled = (t.prev_link_ & Timer::kPooled) != 0;
+  while (firing) {
+    Timer& t = *at(firing);
+    const bool pooled = reinterpret_cast<std::uintptr_t>(&t) - pool_begin_ < pool_bytes_;
     unlink(t);
     --count_;
     ++*fired;
     const Timer::Callback cb = t.callback_;
     void* const context = t.context_;
-    if (pooled && release_hook_) release_hook_(release_owner_, t);
+    if (pooled) release_hook_(release_owner_, t);
     cb(context);  // may touch anything, t included
   }
 }
@@ -251,7 +280,7 @@ std::size_t TimerWheel::advance(Instant now) {
   std::size_t fired = 0;
   std::uint64_t target = now.us > 0 ? static_cast<std::uint64_t>(now.us) / tick_us_ : 0;
   if (target < current_) target = current_;
-  if (ready_) fire_list(ready_, &fired);
+  if (heads_[kReady]) fire_list(heads_[kReady], &fired);
   std::uint64_t event;
   while (next_event_after(current_, &event) && event <= target) {
     current_ = event;
@@ -259,14 +288,14 @@ std::size_t TimerWheel::advance(Instant now) {
     auto slot = static_cast<unsigned>(event & (kSlots - 1));
     if (occupied_[0] & (std::uint64_t{1} << slot)) {
       occupied_[0] &= ~(std::uint64_t{1} << slot);
-      fire_list(slots_[0][slot], &fired);
+      fire_list(slot_head(0, slot), &fired);
     }
   }
 #if TERN_PORT_DUE_TICKS_32
   // A timer armed during this advance for a tick already passed waits on ready_ with
   // that tick. It takes the new one, so that due_of() reads it back however far this
   // advance leapt (it fires on the next advance() either way).
-  for (Timer* t = ready_; t; t = t->next_) t->due_ = static_cast<std::uint32_t>(target);
+  for (Timer* t = at(heads_[kReady]); t; t = at(t->next_)) t->due_ = static_cast<std::uint32_t>(target);
 #endif
   current_ = target;
   cache_valid_ = false;
@@ -277,7 +306,7 @@ Instant TimerWheel::next_expiry() {
   auto to_instant = [this](std::uint64_t tick) {
     return Instant(static_cast<std::int64_t>(tick * tick_us_));
   };
-  if (ready_ || firing_) return to_instant(current_);
+  if (heads_[kReady] || heads_[kFiring]) return to_instant(current_);
   if (cache_valid_) return to_instant(cached_next_);
   std::uint64_t next = 0;
   bool found = false;
@@ -285,14 +314,14 @@ Instant TimerWheel::next_expiry() {
     if (!t) return;
 #if TERN_PORT_DUE_TICKS_32
     next = due_of(*t);
-    for (t = t->next_; t; t = t->next_) {
+    for (t = at(t->next_); t; t = at(t->next_)) {
       const std::uint64_t due = due_of(*t);
       if (due < next) next = due;
     }
 #else
     // The due tick grows with the deadline: find the earliest deadline, divide once.
     Instant first = t->exact_deadline();
-    for (t = t->next_; t; t = t->next_) {
+    for (t = at(t->next_); t; t = at(t->next_)) {
       if (t->exact_deadline() < first) first = t->exact_deadline();
     }
     next = ticks_ceil(first);
@@ -305,9 +334,11 @@ Instant TimerWheel::next_expiry() {
     found = true;
   } else {
     for (int level = 1; level < kLevels && !found; ++level) {
-      if (occupied_[level]) earliest_in(slots_[level][std::countr_zero(occupied_[level])]);
+      if (occupied_[level]) {
+        earliest_in(at(slot_head(level, static_cast<unsigned>(std::countr_zero(occupied_[level])))));
+      }
     }
-    if (!found) earliest_in(overflow_);
+    if (!found) earliest_in(at(heads_[kOverflow]));
   }
   if (!found) return Instant::never();
   cache_valid_ = true;

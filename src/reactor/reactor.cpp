@@ -63,7 +63,8 @@ Reactor::Reactor(const ReactorConfig& config)
   detail::startup_finish(config_.arena);
   free_timer_ = static_cast<std::uint32_t>(config_.max_timers);  // the list's end
   for (std::size_t i = config_.max_timers; i-- > 0;) free_timer(static_cast<std::uint32_t>(i));
-  wheel_.set_release_hook(&Reactor::retire_timer, this);
+  wheel_.set_release_hook(&Reactor::retire_timer, this, timers_.get(),
+                          timers_.get() + config_.max_timers);
   if (port::init(port_, *this) != Errc::ok) panic("Reactor: the port backend failed to start");
 }
 
@@ -106,7 +107,7 @@ Result<TimerHandle> Reactor::start_timer(Instant deadline, Timer::Callback fire,
     context = room;
   }
   e.timer.set_callback(fire, context);
-  wheel_.arm_pooled(e.timer, deadline);
+  wheel_.arm(e.timer, deadline);
   return TimerHandle(this, index, e.generation);
 }
 

@@ -1404,7 +1404,7 @@ TEST(Runtime, ShutdownStopsEverythingInReverseOrderAndLeavesTablesEmpty) {
 // every accepted request ends exactly once and nothing is left over.
 TEST(Runtime, RandomWorkloadEndsEveryRequestExactlyOnce) {
   Fixture f;
-  constexpr int kMax = 2000;
+  constexpr int kMax = 2000 / TERN_TEST_SCALE;
   static int outcomes[kMax];
   for (int& x : outcomes) x = 0;
   tern::Rng rng(5);

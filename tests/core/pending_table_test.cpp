@@ -155,7 +155,7 @@ TEST(PendingTable, CallbackMayStartAndCompleteReentrantly) {
 // is in use and the counters add up.
 TEST(PendingTable, RandomInterleavingsEndEveryRequestExactlyOnce) {
   constexpr int kN = 32;
-  constexpr int kMaxRequests = 4096;
+  constexpr int kMaxRequests = 4096 / TERN_TEST_SCALE;
   TimerWheel wheel;
   static int outcomes[kMaxRequests];
   for (int& x : outcomes) x = 0;

@@ -186,13 +186,14 @@ TEST(TimerWheel, CallbackMayRearmItselfAndCancelOthers) {
   EXPECT_TRUE(wheel.empty());
 }
 
-// The Reactor's timer table arms its entries with arm_pooled(): the wheel hands such a
-// timer to the release hook before its callback, which may then arm it again.
+// The Reactor's timer table names its entries to the wheel as a pool: the wheel hands a
+// timer of the pool that fires to the release hook before its callback, which may then
+// arm it again; a timer outside the pool, or a cancelled one, is not handed over.
 TEST(TimerWheel, PooledTimerGoesToTheReleaseHookBeforeItsCallback) {
   TimerWheel wheel;
   struct Ctx {
     TimerWheel* wheel;
-    Timer pooled;
+    Timer pool[2];
     Timer plain;
     int released = 0;
     int runs = 0;
@@ -201,22 +202,22 @@ TEST(TimerWheel, PooledTimerGoesToTheReleaseHookBeforeItsCallback) {
   wheel.set_release_hook(
       [](void* owner, Timer& t) {
         auto* c = static_cast<Ctx*>(owner);
-        EXPECT_EQ(&t, &c->pooled);
+        EXPECT_TRUE(&t == &c->pool[0] || &t == &c->pool[1]);
         EXPECT_FALSE(t.armed());
         ++c->released;
       },
-      &c);
-  c.pooled.set_callback(
+      &c, &c.pool[0], &c.pool[2]);
+  c.pool[1].set_callback(
       [](void* p) {
         auto* c = static_cast<Ctx*>(p);
         c->released_before_run = c->released == c->runs + 1;
         ++c->runs;
-        // Re-armed plainly from its own callback: no longer pooled.
-        if (c->runs == 1) c->wheel->arm(c->pooled, c->wheel->current() + tern::ms(5));
+        // Armed again from its own callback: released again when it fires.
+        if (c->runs == 1) c->wheel->arm(c->pool[1], c->wheel->current() + tern::ms(5));
       },
       &c);
   c.plain.set_callback([](void* p) { ++static_cast<Ctx*>(p)->runs; }, &c);
-  wheel.arm_pooled(c.pooled, Instant(10000));
+  wheel.arm(c.pool[1], Instant(10000));
   wheel.arm(c.plain, Instant(50000));
   wheel.advance(Instant(10000));
   EXPECT_EQ(c.runs, 1);
@@ -224,13 +225,34 @@ TEST(TimerWheel, PooledTimerGoesToTheReleaseHookBeforeItsCallback) {
   EXPECT_TRUE(c.released_before_run);
   wheel.advance(Instant(100000));
   EXPECT_EQ(c.runs, 3);      // the re-armed timer and the plain one
-  EXPECT_EQ(c.released, 1);  // neither was pooled
-  // A cancelled pooled timer is not released: its owner takes it back itself.
-  wheel.arm_pooled(c.pooled, Instant(200000));
-  EXPECT_TRUE(wheel.cancel(c.pooled));
+  EXPECT_EQ(c.released, 2);  // the plain one is not in the pool
+  // A cancelled timer of the pool is not released: its owner takes it back itself.
+  wheel.arm(c.pool[1], Instant(200000));
+  EXPECT_TRUE(wheel.cancel(c.pool[1]));
   wheel.advance(Instant(300000));
-  EXPECT_EQ(c.released, 1);
+  EXPECT_EQ(c.released, 2);
   EXPECT_TRUE(wheel.empty());
+}
+
+// Where a timer may lie: anywhere on Linux; on Cortex-M, where timers link to each other
+// in 16 bits, in the 254 KiB from the port's timer region, which holds this program's
+// stack, statics and heap.
+TEST(TimerWheel, CanHoldSaysWhereATimerMayLie) {
+  Timer on_stack;
+  static Timer in_statics;
+  auto* on_heap = new Timer;
+  EXPECT_TRUE(TimerWheel::can_hold(&on_stack));
+  EXPECT_TRUE(TimerWheel::can_hold(&in_statics));
+  EXPECT_TRUE(TimerWheel::can_hold(on_heap));
+  delete on_heap;
+#if TERN_PORT_TIMER_LINKS_16
+  const std::uintptr_t region = tern::detail::kPortTimerRegion;
+  const std::uintptr_t last = region + 4 * (0xFFFF - 512);  // the last 4-byte step named
+  EXPECT_TRUE(TimerWheel::can_hold(reinterpret_cast<const void*>(region)));
+  EXPECT_TRUE(TimerWheel::can_hold(reinterpret_cast<const void*>(last)));
+  EXPECT_FALSE(TimerWheel::can_hold(reinterpret_cast<const void*>(last + 4)));
+  EXPECT_FALSE(TimerWheel::can_hold(reinterpret_cast<const void*>(region - 4)));
+#endif
 }
 
 TEST(TimerWheel, TimerArmedForPastTickFiresOnNextAdvance) {

@@ -434,7 +434,7 @@ TEST(Batcher, EveryItemEndsExactlyOnceUnderRandomTraffic) {
     Errc err = Errc::ok;
     int value = 0;
   };
-  static Item items[4000];
+  static Item items[4000 / TERN_TEST_SCALE];
   struct Sent {
     Small::Ticket ticket;
     int values[4] = {};
@@ -455,7 +455,7 @@ TEST(Batcher, EveryItemEndsExactlyOnceUnderRandomTraffic) {
   self = &batcher;
   const int steps = 4000 / TERN_TEST_SCALE;
   int accepted = 0;
-  tern::RequestId ids[4000];
+  tern::RequestId ids[4000 / TERN_TEST_SCALE];
   int owners[2] = {};
   for (int step = 0; step < steps; ++step) {
     switch (rng.below(7)) {

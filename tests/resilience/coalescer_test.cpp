@@ -394,10 +394,10 @@ TEST(Coalescer, EveryWaiterEndsExactlyOnceUnderRandomTraffic) {
     Errc err = Errc::ok;
     int value = 0;
   };
-  static Waiter waiters[4000];
+  static Waiter waiters[4000 / TERN_TEST_SCALE];
   const int steps = 4000 / TERN_TEST_SCALE;
   int accepted = 0;
-  tern::RequestId ids[4000];
+  tern::RequestId ids[4000 / TERN_TEST_SCALE];
   struct Held {
     Small::Ticket ticket;
     std::uint32_t key = 0;

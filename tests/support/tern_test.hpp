@@ -10,7 +10,8 @@
 #include <gtest/gtest.h>
 #endif
 
-// Long randomized tests shrink on slow targets (emulated Cortex-M); same code paths.
+// Long randomized tests shrink on slow targets (emulated Cortex-M: 4), and the arrays
+// that record them with them; same code paths.
 #ifndef TERN_TEST_SCALE
 #define TERN_TEST_SCALE 1
 #endif

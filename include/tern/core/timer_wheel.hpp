@@ -46,7 +46,13 @@ class Timer {
 
  private:
   friend class TimerWheel;
-  static constexpr std::uintptr_t kPooled = 1;  // prev_link_'s bit 0: armed with arm_pooled()
+#if TERN_PORT_TIMER_LINKS_16
+  // A timer's place in a wheel's lists, in 16 bits: 0 for none, 1 to kHeads for the
+  // wheel's list heads, and from kFirstTimer on for a timer, by its address.
+  using Link = std::uint16_t;
+#else
+  using Link = Timer*;
+#endif
 
 #if !TERN_PORT_DUE_TICKS_32
   Instant exact_deadline() const {
@@ -59,13 +65,19 @@ class Timer {
   }
 #endif
 
-  // All used: 40 bytes on 64-bit targets, 24 on 32-bit ones, 20 on Cortex-M. The
-  // timer's place is not stored: the wheel finds the slot a timer heads from the
-  // address its back link points at (see TimerWheel::unlink).
-  Timer* next_ = nullptr;
-  // The address of the pointer that points at this node (a list head or the previous
-  // node's next_), with kPooled in bit 0; 0 while not armed.
+  // All used: 40 bytes on 64-bit targets, 24 on 32-bit ones, 16 on Cortex-M. The
+  // timer's place is not stored: the wheel finds the slot a timer heads from its back
+  // link (see TimerWheel::unlink).
+  Link next_ = {};
+#if TERN_PORT_TIMER_LINKS_16
+  // The list head (1 to kHeads) or the previous timer (its Link) that links to this
+  // one; 0 while not armed.
+  Link prev_link_ = 0;
+#else
+  // The address of the Link that points at this node (a list head or the previous
+  // node's next_); 0 while not armed.
   std::uintptr_t prev_link_ = 0;
+#endif
 #if TERN_PORT_DUE_TICKS_32
   // The due tick modulo 2^32. The wheel reads it against its current tick, which never
   // lies more than 2^31 - 1 ticks from it while the timer is armed.
@@ -92,6 +104,18 @@ class TimerWheel {
   // (17 minutes at 1 ms) in hand, so that a delay it approved from now() can still be
   // armed a little later, when the clock has moved on from current() (a Retrier's next
   // try, a flush after max_delay).
+#if TERN_PORT_TIMER_LINKS_16
+  // Whether a Timer may lie at `timer`: anywhere, except on ports whose timers link to
+  // each other in 16 bits (Cortex-M), where a link names a timer by its address in 4-byte
+  // steps from detail::kPortTimerRegion, so a timer must lie in the 254 KiB from there.
+  // Arming a timer that does not is a contract violation (panic).
+  static bool can_hold(const void* timer) {
+    return (reinterpret_cast<std::uintptr_t>(timer) - detail::kPortTimerRegion) / 4 <=
+           0xFFFFu - kFirstTimer;
+  }
+#else
+  static bool can_hold(const void*) { return true; }
+#endif
 #if TERN_PORT_DUE_TICKS_32
   static constexpr std::uint64_t kMaxTicksAhead = (std::uint64_t{1} << 31) - (std::uint64_t{1} << 20);
   static constexpr bool kExactDeadlines = false;
@@ -135,19 +159,18 @@ class TimerWheel {
   // is armed in this wheel, and in its own callback.
   Instant deadline(const Timer& t) const;
 
-  // Not API (the Reactor's timer table, which sets the one hook of its wheel): arms `t`
-  // like arm(), and when it fires the wheel hands it to the release hook before running
-  // its callback, so the owner of a pool of timers can take it back first (the callback
-  // may then reuse it). A cancel() or a plain arm() of the timer ends that: its owner
-  // takes it back itself.
+  // Not API (the Reactor's timer table, which sets the one hook of its wheel): when a
+  // timer that lies in [pool_begin, pool_end) fires, the wheel hands it to the release
+  // hook before running its callback, so the owner of that pool of timers can take it
+  // back first (the callback may then reuse it). A cancelled timer is not handed over:
+  // its owner takes it back itself.
   using ReleaseHook = void (*)(void* owner, Timer& t);
-  void set_release_hook(ReleaseHook hook, void* owner) {
+  void set_release_hook(ReleaseHook hook, void* owner, const void* pool_begin,
+                        const void* pool_end) {
     release_hook_ = hook;
     release_owner_ = owner;
-  }
-  void arm_pooled(Timer& t, Instant deadline) {
-    arm(t, deadline);
-    t.prev_link_ |= Timer::kPooled;
+    pool_begin_ = reinterpret_cast<std::uintptr_t>(pool_begin);
+    pool_bytes_ = reinterpret_cast<std::uintptr_t>(pool_end) - pool_begin_;
   }
 
   // Disarms `t`; returns false if it was not armed. O(1). Safe from any callback,
@@ -172,13 +195,34 @@ class TimerWheel {
   Instant current() const { return Instant(static_cast<std::int64_t>(current_ * tick_us_)); }
 
  private:
+  using Link = Timer::Link;
+  // Every list head in one array: the slots level by level, then these three.
+  static constexpr int kReady = kLevels * kSlots;  // armed for a tick already processed
+  static constexpr int kOverflow = kReady + 1;     // beyond 2^kSpanBits ticks from current_
+  static constexpr int kFiring = kReady + 2;       // detached batch being fired
+  static constexpr int kHeads = kReady + 3;
+#if TERN_PORT_TIMER_LINKS_16
+  static constexpr unsigned kFirstTimer = 512;  // above 1 + kHeads
+  static_assert(kHeads < static_cast<int>(kFirstTimer));
+  static constexpr std::uintptr_t kTimerCodeOrigin = detail::kPortTimerRegion - 4 * kFirstTimer;
+  static Timer* at(Link l) {
+    return l ? reinterpret_cast<Timer*>(kTimerCodeOrigin + std::uintptr_t{l} * 4) : nullptr;
+  }
+  static Link link_of(Timer& t) {
+    return static_cast<Link>((reinterpret_cast<std::uintptr_t>(&t) - kTimerCodeOrigin) / 4);
+  }
+#else
+  static Timer* at(Link l) { return l; }
+  static Link link_of(Timer& t) { return &t; }
+  static void point_back(Timer& t, Link* at);
+#endif
+  Link& slot_head(int level, unsigned slot) { return heads_[level * kSlots + static_cast<int>(slot)]; }
   void place(Timer& t, std::uint64_t due);
-  static void point_back(Timer& t, Timer** at);
-  void link(Timer*& head, Timer& t);
+  void link(Link& head, Timer& t);
   void unlink(Timer& t);
   void cascade_at(std::uint64_t tick);
   bool next_event_after(std::uint64_t tick, std::uint64_t* event) const;
-  void fire_list(Timer*& head, std::size_t* fired);
+  void fire_list(Link& head, std::size_t* fired);
   std::uint64_t ticks_ceil(Instant t) const;
   std::uint64_t due_of(const Timer& t) const;
 #if !TERN_PORT_DUE_TICKS_32
@@ -189,14 +233,13 @@ class TimerWheel {
   std::uint64_t current_;  // last processed tick: everything due at or before it has fired
   std::size_t count_ = 0;
   std::uint64_t occupied_[kLevels] = {};
-  Timer* slots_[kLevels][kSlots] = {};
-  Timer* ready_ = nullptr;     // armed for a tick already processed
-  Timer* overflow_ = nullptr;  // beyond 2^kSpanBits ticks from current_
-  Timer* firing_ = nullptr;    // detached batch being fired
+  Link heads_[kHeads] = {};
   bool cache_valid_ = false;
   std::uint64_t cached_next_ = 0;
   ReleaseHook release_hook_ = nullptr;
   void* release_owner_ = nullptr;
+  std::uintptr_t pool_begin_ = 0;
+  std::uintptr_t pool_bytes_ = 0;  // 0: no pool
 };
 
 }  // namespace tern

@@ -42,6 +42,14 @@ using PortMessageValue = std::int32_t;
 // 2^20 ticks); the APIs that take a deadline refuse a farther one with
 // Errc::invalid_argument.
 #define TERN_PORT_DUE_TICKS_32 1
+// A Timer links to the next and the previous one in 16 bits (16 bytes a timer, not 20;
+// a wheel's list heads 2 bytes each, not 4): each names a timer by its address, in 4-byte
+// steps from kPortTimerRegion, so every Timer armed in a wheel must lie in the 254 KiB
+// from there (TimerWheel::can_hold(); arming one outside is a contract violation). A
+// board whose RAM starts elsewhere sets this to the start of the RAM that holds tern's
+// tables, its statics and its stack.
+#define TERN_PORT_TIMER_LINKS_16 1
+constexpr std::uintptr_t kPortTimerRegion = 0x20000000;
 
 struct PortState {
   // Set by port::wake() (from an ISR or from the loop itself), cleared by
