@@ -318,7 +318,11 @@ Result<AgentId> Runtime::spawn(Agent& agent, const AgentOptions& options) {
   auto id = static_cast<AgentId>(agent_count_++);
   AgentSlot& s = agents_[id];
   s.agent = &agent;
-  s.options = options;
+  s.name = options.name;
+  s.restart_window = options.restart_window;
+  s.group = options.group;
+  s.restart = options.restart;
+  s.max_restarts = options.max_restarts;
   s.state = AgentState::running;
   for (unsigned l = 0; l < kPriorityLevels; ++l) s.mailbox.head[l] = s.mailbox.tail[l] = kNil;
   s.mailbox.levels = 0;
@@ -342,7 +346,7 @@ AgentState Runtime::state(AgentId a) const {
 }
 const char* Runtime::name(AgentId a) const {
   const AgentSlot* s = slot(a);
-  return s ? s->options.name : "?";
+  return s ? s->name : "?";
 }
 const AgentCounters* Runtime::counters(AgentId a) const {
   const AgentSlot* s = slot(a);
@@ -357,7 +361,7 @@ std::size_t Runtime::mailbox_size(AgentId a) const {
 Errc Runtime::group_stop_reason(GroupId g) const {
   for (std::size_t k = 0; k < agent_count_; ++k) {
     const AgentSlot& s = agents_[k];
-    if (s.options.group == g && s.group_reason != Errc::ok) return s.group_reason;
+    if (s.group == g && s.group_reason != Errc::ok) return s.group_reason;
   }
   return Errc::ok;
 }
@@ -705,7 +709,7 @@ void Runtime::emit_log(LogLevel level, AgentId agent, std::string_view text, boo
   if (truncated) ++stats_.log_truncated;
   detail::ScopedValue<bool> in_sink(in_log_sink_, true);
   config_.log_sink(config_.log_context,
-                   LogRecord{reactor_.now(), level, agent, s ? s->options.name : "-",
+                   LogRecord{reactor_.now(), level, agent, s ? s->name : "-",
                              log_correlation_, text, truncated});
 }
 
@@ -889,18 +893,18 @@ void Runtime::supervise(AgentId id, Errc reason, StopKind kind) {
   terminate(id, reason, failure);
   // group_stopped: its group escalated, perhaps from a callback that terminate ran.
   bool wants_restart = !shutting_down_ && !s.group_stopped &&
-                       ((failure && s.options.restart != Restart::never) ||
-                        (kind == StopKind::self && s.options.restart == Restart::always));
+                       ((failure && s.restart != Restart::never) ||
+                        (kind == StopKind::self && s.restart == Restart::always));
   if (!wants_restart) return;
   // Restart intensity: more than max_restarts within restart_window escalates.
   Instant now = reactor_.now();
   std::size_t recent = 0;
   for (const Instant& t : s.restart_times) {
-    if (t != Instant() && now - t < s.options.restart_window) ++recent;
+    if (t != Instant() && now - t < s.restart_window) ++recent;
   }
-  if (recent >= s.options.max_restarts) {
+  if (recent >= s.max_restarts) {
     log_event(LogLevel::error, id, "restart intensity exceeded: its group stops", reason);
-    escalate(s.options.group, id, reason);
+    escalate(s.group, id, reason);
     return;
   }
   log_event(LogLevel::warn, id, failure ? "failed; restarting" : "stopped; restarting", reason);
@@ -933,12 +937,12 @@ void Runtime::escalate(GroupId group, AgentId culprit, Errc reason) {
   // Every member records why before any stops (a stop's callbacks may spawn into it).
   const Errc why = reason == Errc::ok ? Errc::failed : reason;
   for (std::size_t k = 0; k < agent_count_; ++k) {
-    if (agents_[k].options.group == group) agents_[k].group_reason = why;
+    if (agents_[k].group == group) agents_[k].group_reason = why;
   }
   // Stop the whole group, newest first, with no restarts.
   for (std::size_t k = agent_count_; k-- > 0;) {
     AgentSlot& s = agents_[k];
-    if (s.options.group != group) continue;
+    if (s.group != group) continue;
     s.restart_pending = false;
     s.group_stopped = true;  // never restarted, even if it is stopping right now
     if (s.state != AgentState::running) continue;

@@ -104,7 +104,8 @@ struct AgentOptions {
   const char* name = "agent";
   std::uint16_t mailbox = 16;          // messages waiting, across all priorities
   Restart restart = Restart::on_failure;
-  static constexpr std::uint8_t kMaxRestarts = 8;  // the most max_restarts can be
+  // The most max_restarts can be: 8 on Linux, 4 on Cortex-M.
+  static constexpr std::uint8_t kMaxRestarts = detail::kPortMaxRestarts;
   std::uint8_t max_restarts = 3;       // at most this many restarts (0..kMaxRestarts) ...
   Duration restart_window = seconds(5);  // ... within this window, else escalate
   GroupId group = kRootGroup;          // who stops together on escalation
@@ -115,15 +116,18 @@ struct RequestOptions {
   std::uint8_t priority = 0;
 };
 
+// 64-bit counts on Linux; 32-bit on Cortex-M, where they wrap after 2^32 events.
+using AgentCount = detail::PortAgentCount;
+
 struct AgentCounters {
-  std::uint64_t messages_in = 0;     // events and requests handled
-  std::uint64_t messages_out = 0;    // sends, publishes and requests made
-  std::uint64_t requests_ok = 0;     // our requests answered with a value
-  std::uint64_t requests_failed = 0; // ... answered with an error (not timeout)
-  std::uint64_t requests_timed_out = 0;
-  std::uint64_t late_replies = 0;    // answers we gave after the requester gave up
-  std::uint64_t mailbox_rejected = 0;  // messages refused because our mailbox was full
-  std::uint64_t restarts = 0;
+  AgentCount messages_in = 0;     // events and requests handled
+  AgentCount messages_out = 0;    // sends, publishes and requests made
+  AgentCount requests_ok = 0;     // our requests answered with a value
+  AgentCount requests_failed = 0; // ... answered with an error (not timeout)
+  AgentCount requests_timed_out = 0;
+  AgentCount late_replies = 0;    // answers we gave after the requester gave up
+  AgentCount mailbox_rejected = 0;  // messages refused because our mailbox was full
+  AgentCount restarts = 0;
   std::size_t mailbox_high_water = 0;
 };
 

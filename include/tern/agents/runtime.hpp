@@ -243,15 +243,20 @@ class Runtime {
     std::uint16_t capacity = 0;
     std::uint8_t levels = 0;  // bit l set while head[l] != kNil
   };
+  // Largest alignment first; what it keeps of its AgentOptions is spread among the rest.
   struct AgentSlot {
     Agent* agent = nullptr;
-    Errc group_reason = Errc::ok;  // why its group escalated (in padding on 32-bit)
-    AgentOptions options;
-    AgentState state = AgentState::unused;
-    bool group_stopped = false;  // its group escalated: it stays stopped (in padding)
-    Mailbox mailbox;
-    AgentCounters counters;
+    const char* name = nullptr;
+    Duration restart_window;
     Instant restart_times[AgentOptions::kMaxRestarts];  // recent restarts, a ring
+    AgentCounters counters;
+    Mailbox mailbox;
+    AgentState state = AgentState::unused;
+    bool group_stopped = false;  // its group escalated: it stays stopped
+    Errc group_reason = Errc::ok;  // why its group escalated
+    GroupId group = kRootGroup;
+    Restart restart = Restart::on_failure;
+    std::uint8_t max_restarts = 0;
     std::uint8_t restart_head = 0;
     bool in_handler = false;
     bool stop_pending = false;  // stop requested inside a handler

@@ -28,6 +28,9 @@ inline constexpr int kPortWheelLevels = 6;
 inline constexpr unsigned kPortTopicNameMax = 31;
 // Message::value.
 using PortMessageValue = std::int64_t;
+// AgentCounters' width, and the most restarts an agent's restart intensity looks at.
+using PortAgentCount = std::uint64_t;
+inline constexpr std::uint8_t kPortMaxRestarts = 8;
 
 struct PortWatch {
   struct PortState* state = nullptr;
