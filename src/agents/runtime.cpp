@@ -737,12 +737,14 @@ void Runtime::on_dispatch(void* context) { static_cast<Runtime*>(context)->dispa
 void Runtime::dispatch() {
   // Several passes in one reactor turn while work remains (each pass is fair: at most
   // dispatch_budget messages per agent), capped so I/O and timers still get their turn.
-  constexpr std::uint64_t kMaxCallsPerTurn = 256;
+  constexpr Count kMaxCallsPerTurn = 256;
   // Restarts only in the first pass: one that a pass asks for waits for the next turn
   // (supervise() scheduled it), so an agent that fails in on_start cannot spin a turn.
-  const std::uint64_t start = stats_.delivered;
+  const Count start = stats_.delivered;  // counted modulo Count's width
   bool more = dispatch_pass(true);
-  while (more && stats_.delivered - start < kMaxCallsPerTurn) more = dispatch_pass(false);
+  while (more && static_cast<Count>(stats_.delivered - start) < kMaxCallsPerTurn) {
+    more = dispatch_pass(false);
+  }
   if (more) schedule();
 }
 

@@ -254,7 +254,7 @@ bool Reactor::runnable_now() const {
 std::size_t Reactor::run_once(Duration max_wait) {
   detail::ScopedValue<bool> in_turn(in_turn_, true);
   ++stats_.turns;
-  const std::uint64_t io_before = stats_.io_events;
+  const Count io_before = stats_.io_events;
   const Instant start = now();
   Duration timeout = max_wait;
   bool busy = runnable_now();  // work is due now (a pending stop() is not work)
@@ -281,14 +281,14 @@ std::size_t Reactor::run_once(Duration max_wait) {
   ++stats_.polls;
   if (timeout > Duration::zero()) ++stats_.waits;
   port::wait(port_, start, timeout >= Duration::max() ? Duration(-1) : timeout);
-  std::size_t n = static_cast<std::size_t>(stats_.io_events - io_before);
+  std::size_t n = static_cast<std::size_t>(static_cast<Count>(stats_.io_events - io_before));
   return n + run_due(timeout > Duration::zero() ? now() : start);
 }
 
 std::size_t Reactor::run_until_idle() {
   std::size_t total = 0;
   for (int guard = 0; guard < 1000000; ++guard) {
-    const std::uint64_t polls = stats_.polls;
+    const Count polls = stats_.polls;
     std::size_t n = run_once(Duration::zero());
     total += n;
     bool timer_due = wheel_.next_expiry() <= now();

@@ -15,6 +15,7 @@
 
 #include "tern/agents/log.hpp"
 #include "tern/agents/message.hpp"
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
@@ -116,18 +117,15 @@ struct RequestOptions {
   std::uint8_t priority = 0;
 };
 
-// 64-bit counts on Linux; 32-bit on Cortex-M, where they wrap after 2^32 events.
-using AgentCount = detail::PortAgentCount;
-
 struct AgentCounters {
-  AgentCount messages_in = 0;     // events and requests handled
-  AgentCount messages_out = 0;    // sends, publishes and requests made
-  AgentCount requests_ok = 0;     // our requests answered with a value
-  AgentCount requests_failed = 0; // ... answered with an error (not timeout)
-  AgentCount requests_timed_out = 0;
-  AgentCount late_replies = 0;    // answers we gave after the requester gave up
-  AgentCount mailbox_rejected = 0;  // messages refused because our mailbox was full
-  AgentCount restarts = 0;
+  Count messages_in = 0;     // events and requests handled
+  Count messages_out = 0;    // sends, publishes and requests made
+  Count requests_ok = 0;     // our requests answered with a value
+  Count requests_failed = 0; // ... answered with an error (not timeout)
+  Count requests_timed_out = 0;
+  Count late_replies = 0;    // answers we gave after the requester gave up
+  Count mailbox_rejected = 0;  // messages refused because our mailbox was full
+  Count restarts = 0;
   std::size_t mailbox_high_water = 0;
 };
 

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "tern/core/arena.hpp"
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 
 namespace tern {
@@ -123,9 +124,9 @@ struct PayloadConfig {
 struct PayloadStats {
   std::size_t in_use = 0;
   std::size_t high_water = 0;
-  std::uint64_t allocated = 0;
-  std::uint64_t rejected = 0;   // full: no block of a fitting size was free
-  std::uint64_t too_large = 0;  // bigger than the largest class
+  Count allocated = 0;
+  Count rejected = 0;   // full: no block of a fitting size was free
+  Count too_large = 0;  // bigger than the largest class
 };
 
 class PayloadPool {

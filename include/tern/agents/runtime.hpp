@@ -25,6 +25,7 @@
 #include "tern/agents/log.hpp"
 #include "tern/agents/message.hpp"
 #include "tern/agents/payload.hpp"
+#include "tern/core/count.hpp"
 #include "tern/core/pending_table.hpp"
 #include "tern/core/ring.hpp"
 #include "tern/core/timer_wheel.hpp"
@@ -56,19 +57,19 @@ struct RuntimeConfig {
 };
 
 struct RuntimeStats {
-  std::uint64_t sent = 0;
-  std::uint64_t published = 0;
-  std::uint64_t delivered = 0;          // handler calls (events + requests)
-  std::uint64_t dropped = 0;            // refused: mailbox full (every one counted)
-  std::uint64_t replies_late = 0;       // answers after the request ended
-  std::uint64_t restarts = 0;
-  std::uint64_t escalations = 0;
-  std::uint64_t flushed = 0;            // queued events discarded when an agent stopped
-  std::uint64_t publish_refused = 0;    // publish() to an unknown topic or during shutdown
-  std::uint64_t log_lines = 0;          // lines handed to the log sink
-  std::uint64_t log_truncated = 0;      // ... of them cut at Logger::kLineMax
-  std::uint64_t log_reentered = 0;      // lines logged from inside the log sink: dropped
-  std::uint64_t refused_full = 0;       // spawn(), topic(), a "prefix*" subscribe() and
+  Count sent = 0;
+  Count published = 0;
+  Count delivered = 0;          // handler calls (events + requests)
+  Count dropped = 0;            // refused: mailbox full (every one counted)
+  Count replies_late = 0;       // answers after the request ended
+  Count restarts = 0;
+  Count escalations = 0;
+  Count flushed = 0;            // queued events discarded when an agent stopped
+  Count publish_refused = 0;    // publish() to an unknown topic or during shutdown
+  Count log_lines = 0;          // lines handed to the log sink
+  Count log_truncated = 0;      // ... of them cut at Logger::kLineMax
+  Count log_reentered = 0;      // lines logged from inside the log sink: dropped
+  Count refused_full = 0;       // spawn(), topic(), a "prefix*" subscribe() and
                                         // Context::after() refused: their table was full
 };
 

@@ -16,6 +16,7 @@
 #include <new>
 #include <utility>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
@@ -40,14 +41,14 @@ struct RequestId {
 struct PendingStats {
   std::size_t in_use = 0;
   std::size_t high_water = 0;
-  std::uint64_t started = 0;
-  std::uint64_t completed = 0;   // ended with a value
-  std::uint64_t failed = 0;      // ended with fail()
-  std::uint64_t timed_out = 0;
-  std::uint64_t cancelled = 0;
-  std::uint64_t late = 0;        // outcome offered for a request that had already ended
-  std::uint64_t not_found = 0;   // outcome offered for an id never issued
-  std::uint64_t rejected = 0;    // start() refused with Errc::full
+  Count started = 0;
+  Count completed = 0;   // ended with a value
+  Count failed = 0;      // ended with fail()
+  Count timed_out = 0;
+  Count cancelled = 0;
+  Count late = 0;        // outcome offered for a request that had already ended
+  Count not_found = 0;   // outcome offered for an id never issued
+  Count rejected = 0;    // start() refused with Errc::full
 };
 
 template <typename T, std::size_t N, std::size_t CallbackBytes>

@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "tern/core/arena.hpp"
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/ring.hpp"
@@ -49,14 +50,14 @@ struct ReactorConfig {
 };
 
 struct ReactorStats {
-  std::uint64_t turns = 0;          // run_once() calls
-  std::uint64_t waits = 0;          // times the loop blocked in the port (could sleep)
-  std::uint64_t polls = 0;          // turns that asked the port for I/O (waits included)
-  std::uint64_t timers_fired = 0;
-  std::uint64_t posted_run = 0;
-  std::uint64_t inbox_items = 0;
-  std::uint64_t io_events = 0;
-  std::uint64_t rejected = 0;       // after/at/post/watch refused with Errc::full
+  Count turns = 0;          // run_once() calls
+  Count waits = 0;          // times the loop blocked in the port (could sleep)
+  Count polls = 0;          // turns that asked the port for I/O (waits included)
+  Count timers_fired = 0;
+  Count posted_run = 0;
+  Count inbox_items = 0;
+  Count io_events = 0;
+  Count rejected = 0;       // after/at/post/watch refused with Errc::full
 };
 
 class Reactor;

@@ -24,6 +24,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/pending_table.hpp"
@@ -46,21 +47,21 @@ struct BatcherStats {
   std::size_t waiting = 0;    // items (gathered or flushed) without an outcome
   std::size_t in_flight = 0;  // batch calls made and not yet ended
   std::size_t in_flight_high_water = 0;
-  std::uint64_t added = 0;
-  std::uint64_t rejected = 0;          // add() refused with Errc::full
-  std::uint64_t batches = 0;           // batch calls made
-  std::uint64_t flushed_full = 0;      // ... because the batch held B items
-  std::uint64_t flushed_by_delay = 0;  // ... because of max_delay or flush()
-  std::uint64_t deferred = 0;  // batches due that waited for an in-flight slot
-  std::uint64_t items_flushed = 0;
-  std::uint64_t delivered = 0;  // items answered with a value
-  std::uint64_t failed = 0;     // items answered with an error
-  std::uint64_t timed_out = 0;  // items whose own deadline passed first
-  std::uint64_t cancelled = 0;
+  Count added = 0;
+  Count rejected = 0;          // add() refused with Errc::full
+  Count batches = 0;           // batch calls made
+  Count flushed_full = 0;      // ... because the batch held B items
+  Count flushed_by_delay = 0;  // ... because of max_delay or flush()
+  Count deferred = 0;  // batches due that waited for an in-flight slot
+  Count items_flushed = 0;
+  Count delivered = 0;  // items answered with a value
+  Count failed = 0;     // items answered with an error
+  Count timed_out = 0;  // items whose own deadline passed first
+  Count cancelled = 0;
   // Answers for items or batches that had already ended (dropped).
-  std::uint64_t late = 0;
+  Count late = 0;
   // Batch calls whose items had all left before the answer.
-  std::uint64_t abandoned = 0;
+  Count abandoned = 0;
 };
 
 // Capacity: B items per batch and at most MaxInFlight batch calls at once.

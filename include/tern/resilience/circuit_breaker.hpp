@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
@@ -59,19 +60,19 @@ struct BreakerConfig {
 Errc validate(const BreakerConfig& config);
 
 struct BreakerCounters {
-  std::uint64_t admitted = 0;        // allow() said ok
-  std::uint64_t rejected = 0;        // allow() said circuit_open
-  std::uint64_t successes = 0;       // outcomes recorded as success
-  std::uint64_t failures = 0;        // outcomes recorded as failure (slow calls included)
-  std::uint64_t slow_calls = 0;      // successes counted as failures for their duration
-  std::uint64_t ignored = 0;         // outcomes that arrived while open, or in half_open
+  Count admitted = 0;        // allow() said ok
+  Count rejected = 0;        // allow() said circuit_open
+  Count successes = 0;       // outcomes recorded as success
+  Count failures = 0;        // outcomes recorded as failure (slow calls included)
+  Count slow_calls = 0;      // successes counted as failures for their duration
+  Count ignored = 0;         // outcomes that arrived while open, or in half_open
                                      // with no trial outstanding or from a call that was
                                      // not one of the trials (calls admitted earlier)
-  std::uint64_t trials_expired = 0;  // half-open trials that never reported (see allow())
-  std::uint64_t abandoned = 0;       // admitted calls reported by record_abandoned()
-  std::uint64_t opened = 0;          // transitions into open
-  std::uint64_t half_opened = 0;     // ... into half_open
-  std::uint64_t closed = 0;          // ... into closed
+  Count trials_expired = 0;  // half-open trials that never reported (see allow())
+  Count abandoned = 0;       // admitted calls reported by record_abandoned()
+  Count opened = 0;          // transitions into open
+  Count half_opened = 0;     // ... into half_open
+  Count closed = 0;          // ... into closed
 };
 
 // What a record_*() call passes when it does not know what allow() noted for its call.
@@ -193,10 +194,10 @@ class BreakerKey {
 };
 
 struct BreakerSetStats {
-  std::uint64_t inserted = 0;  // targets added
-  std::uint64_t erased = 0;
-  std::uint64_t full = 0;      // new targets refused: the table was full
-  std::uint64_t rejected = 0;  // calls refused with circuit_open, all targets together
+  Count inserted = 0;  // targets added
+  Count erased = 0;
+  Count full = 0;      // new targets refused: the table was full
+  Count rejected = 0;  // calls refused with circuit_open, all targets together
 };
 
 // The capacity-free part; BreakerSet<N> holds the entries inline. Lookup is a scan of

@@ -21,6 +21,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/pending_table.hpp"
@@ -36,18 +37,18 @@ struct CoalescerStats {
   std::size_t in_flight = 0;        // keys with an upstream call outstanding
   std::size_t high_water = 0;       // most keys in flight at once
   std::size_t waiting = 0;          // waiters without their outcome yet
-  std::uint64_t calls_started = 0;  // upstream calls made
-  std::uint64_t joined = 0;         // get()s that joined a call in flight
-  std::uint64_t delivered = 0;      // waiters that got the upstream's value
-  std::uint64_t failed = 0;         // waiters that got the upstream's error
-  std::uint64_t timed_out = 0;      // waiters whose own deadline passed first
-  std::uint64_t cancelled = 0;      // waiters ended by cancel()/cancel_all()
+  Count calls_started = 0;  // upstream calls made
+  Count joined = 0;         // get()s that joined a call in flight
+  Count delivered = 0;      // waiters that got the upstream's value
+  Count failed = 0;         // waiters that got the upstream's error
+  Count timed_out = 0;      // waiters whose own deadline passed first
+  Count cancelled = 0;      // waiters ended by cancel()/cancel_all()
   // Calls whose waiters had all left before the answer.
-  std::uint64_t abandoned = 0;
+  Count abandoned = 0;
   // Upstream answers for calls that had already ended (dropped).
-  std::uint64_t late = 0;
-  std::uint64_t rejected_keys = 0;     // get() refused: N keys in flight
-  std::uint64_t rejected_waiters = 0;  // get() refused: the key has K waiters
+  Count late = 0;
+  Count rejected_keys = 0;     // get() refused: N keys in flight
+  Count rejected_waiters = 0;  // get() refused: the key has K waiters
 };
 
 // Keys: a small trivially-copyable type with ==, compared by value: an integer

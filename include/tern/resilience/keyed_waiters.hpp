@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inplace_function.hpp"
 #include "tern/core/time.hpp"
@@ -53,15 +54,15 @@ struct WaitOutcome {
 struct KeyedWaitersStats {
   std::size_t waiting = 0;
   std::size_t high_water = 0;
-  std::uint64_t started = 0;
-  std::uint64_t resolved = 0;
-  std::uint64_t defaulted = 0;  // ended by their timeout, with their default
-  std::uint64_t cancelled = 0;
-  std::uint64_t late = 0;       // resolve() on a key whose wait recently ended
-  std::uint64_t not_found = 0;  // resolve() on a key not waited on (recently)
-  std::uint64_t rejected = 0;   // wait() refused with Errc::full
-  std::uint64_t busy = 0;       // wait() refused: the key is already waited on
-  std::uint64_t too_large = 0;  // over-long keys or values (wait or resolve)
+  Count started = 0;
+  Count resolved = 0;
+  Count defaulted = 0;  // ended by their timeout, with their default
+  Count cancelled = 0;
+  Count late = 0;       // resolve() on a key whose wait recently ended
+  Count not_found = 0;  // resolve() on a key not waited on (recently)
+  Count rejected = 0;   // wait() refused with Errc::full
+  Count busy = 0;       // wait() refused: the key is already waited on
+  Count too_large = 0;  // over-long keys or values (wait or resolve)
 };
 
 namespace detail {

@@ -23,6 +23,7 @@
 #include <new>
 #include <utility>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 #include "tern/core/inline_storage.hpp"
 #include "tern/core/inplace_function.hpp"
@@ -116,17 +117,17 @@ using RetryId = RequestId;
 struct RetryStats {
   std::size_t in_use = 0;
   std::size_t high_water = 0;
-  std::uint64_t started = 0;           // operations accepted by start()
-  std::uint64_t rejected = 0;          // start() refused with full
-  std::uint64_t attempts = 0;          // tries begun, first tries included
-  std::uint64_t retries = 0;           // tries begun after the first
-  std::uint64_t attempt_timeouts = 0;  // tries that did not report within their timeout
-  std::uint64_t budget_refusals = 0;   // retries the budget refused (operation ended)
-  std::uint64_t succeeded = 0;         // on_done got a value
-  std::uint64_t failed = 0;            // ... an error other than timeout and cancelled
-  std::uint64_t timed_out = 0;         // ... timeout
-  std::uint64_t cancelled = 0;         // ... cancelled
-  std::uint64_t late = 0;              // reports for a try that was no longer current
+  Count started = 0;           // operations accepted by start()
+  Count rejected = 0;          // start() refused with full
+  Count attempts = 0;          // tries begun, first tries included
+  Count retries = 0;           // tries begun after the first
+  Count attempt_timeouts = 0;  // tries that did not report within their timeout
+  Count budget_refusals = 0;   // retries the budget refused (operation ended)
+  Count succeeded = 0;         // on_done got a value
+  Count failed = 0;            // ... an error other than timeout and cancelled
+  Count timed_out = 0;         // ... timeout
+  Count cancelled = 0;         // ... cancelled
+  Count late = 0;              // reports for a try that was no longer current
 };
 
 // Not API: how a ticket reaches its Retrier without knowing its callback sizes.

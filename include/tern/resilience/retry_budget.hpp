@@ -19,6 +19,7 @@
 
 #include <cstdint>
 
+#include "tern/core/count.hpp"
 #include "tern/core/errc.hpp"
 
 namespace tern {
@@ -29,10 +30,10 @@ struct RetryBudgetConfig {
 };
 
 struct RetryBudgetStats {
-  std::uint64_t successes = 0;        // record_success() calls
-  std::uint64_t failures = 0;         // record_failure() calls
-  std::uint64_t retries_allowed = 0;  // allow_retry() said yes
-  std::uint64_t retries_refused = 0;  // allow_retry() said no
+  Count successes = 0;        // record_success() calls
+  Count failures = 0;         // record_failure() calls
+  Count retries_allowed = 0;  // allow_retry() said yes
+  Count retries_refused = 0;  // allow_retry() said no
 };
 
 // Returns ok, or invalid_argument if max_tokens or token_ratio is out of range.

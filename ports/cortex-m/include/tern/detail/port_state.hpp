@@ -36,9 +36,10 @@ constexpr unsigned kPortTopicNameMax = 15;
 // Message::value: 32 bits here (a queued message is 24 bytes, not 28); a wider argument
 // travels in a payload.
 using PortMessageValue = std::int32_t;
-// AgentCounters count in 32 bits here (they wrap after 2^32 events), and an agent's
-// restart intensity looks at its last 4 restarts at most (AgentOptions::kMaxRestarts).
-using PortAgentCount = std::uint32_t;
+// tern::Count, what every counter and statistic counts in: 32 bits here (they wrap
+// after 2^32 events). An agent's restart intensity looks at its last 4 restarts at most
+// (AgentOptions::kMaxRestarts).
+using PortCount = std::uint32_t;
 constexpr std::uint8_t kPortMaxRestarts = 4;
 // A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
 // lie at most about 2^31 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms

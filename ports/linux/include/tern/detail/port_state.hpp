@@ -28,8 +28,9 @@ inline constexpr int kPortWheelLevels = 6;
 inline constexpr unsigned kPortTopicNameMax = 31;
 // Message::value.
 using PortMessageValue = std::int64_t;
-// AgentCounters' width, and the most restarts an agent's restart intensity looks at.
-using PortAgentCount = std::uint64_t;
+// tern::Count, what every counter and statistic counts in; the most restarts an
+// agent's restart intensity looks at.
+using PortCount = std::uint64_t;
 inline constexpr std::uint8_t kPortMaxRestarts = 8;
 
 struct PortWatch {
