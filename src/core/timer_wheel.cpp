@@ -18,6 +18,17 @@ constexpr std::uint64_t kArmTicksAhead = (std::uint64_t{1} << 31) - 1;
 #endif
 }
 
+#if TERN_PORT_TIMER_LINKS_16
+Timer::Timer() {
+  if (!TimerWheel::can_hold(this)) panic("Timer outside the timer region (TimerWheel::can_hold)");
+}
+
+Timer::Timer(Callback cb, void* context) : Timer() {
+  callback_ = cb;
+  context_ = context;
+}
+#endif
+
 Timer::~Timer() {
   if (armed()) panic("Timer destroyed while armed: cancel it first");
 }
@@ -161,9 +172,6 @@ void TimerWheel::arm(Timer& t, Instant deadline) {
     --count_;
   }
   if (!t.callback_) panic("TimerWheel::arm() of a timer with no callback");
-#if TERN_PORT_TIMER_LINKS_16
-  if (!can_hold(&t)) panic("TimerWheel::arm(): Timer outside the timer region");
-#endif
   std::uint64_t due = ticks_ceil(deadline);
 #if TERN_PORT_DUE_TICKS_32
   if (due < current_) due = current_;  // passed: ready for the next advance()

@@ -31,8 +31,8 @@ inline constexpr unsigned kPriorityLevels = 4;  // Message::priority is 0..3
 using MessageValue = detail::PortMessageValue;
 
 struct Message {
-  // Largest fields first, so the struct packs to 40 bytes on 32- and 64-bit targets
-  // (32 on Cortex-M).
+  // Largest fields first, so the struct packs to 40 bytes on 32- and 64-bit targets (on
+  // Cortex-M too: the 32-bit value leaves 4 bytes before the 8-aligned correlation).
   MessageValue value = 0;     // a small inline argument (32 bits on Cortex-M)
   RequestId correlation;      // set for requests and their replies
   Payload payload;            // shared bytes, if any

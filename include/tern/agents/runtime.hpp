@@ -192,12 +192,12 @@ class Runtime {
                                    detail::kPortCallbackAlign>;
   static_assert(std::is_same_v<Pending::Callback, ReplyCallback>);
 
-  // A queued message, packed: 28 bytes on 32-bit targets and 32 on 64-bit ones, where
-  // a Message is 40. Not kept: the receiver (the mailbox's agent) and the priority (the
-  // level whose list holds the node). The value is held as 32-bit halves, so the node
-  // is 4-aligned on 32-bit targets; the correlation as its slot (below 65 535) and
-  // generation; the topic (below kMaxTopics) shares 16 bits with the kind; the sender
-  // (below kMaxAgents) takes one byte.
+  // A queued message, packed: 24 bytes on Cortex-M (a 32-bit value), 28 on other 32-bit
+  // targets and 32 on 64-bit ones, where a Message is 40. Not kept: the receiver (the
+  // mailbox's agent) and the priority (the level whose list holds the node). The value
+  // is held in 32-bit words, so the node is 4-aligned on 32-bit targets; the
+  // correlation as its slot (below 65 535) and generation; the topic (below kMaxTopics)
+  // shares 16 bits with the kind; the sender (below kMaxAgents) takes one byte.
   // Message::value in 32-bit words (one on Cortex-M, two elsewhere), so that a node and
   // a waiting answer are 4-aligned on 32-bit targets.
   struct ValueWords {

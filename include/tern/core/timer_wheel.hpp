@@ -29,8 +29,16 @@ class Timer {
  public:
   using Callback = void (*)(void* context);
 
+#if TERN_PORT_TIMER_LINKS_16
+  // Constructing a timer where no wheel can hold it (TimerWheel::can_hold()) is a
+  // contract violation (panic): a table that does not lie wholly in the port's timer
+  // region stops the program as it is built, not when its last entry is first armed.
+  Timer();
+  Timer(Callback cb, void* context);
+#else
   Timer() = default;
   Timer(Callback cb, void* context) : callback_(cb), context_(context) {}
+#endif
   // Destroying an armed timer is a contract violation (panic): cancel it first.
   ~Timer();
   Timer(const Timer&) = delete;
@@ -108,7 +116,7 @@ class TimerWheel {
   // Whether a Timer may lie at `timer`: anywhere, except on ports whose timers link to
   // each other in 16 bits (Cortex-M), where a link names a timer by its address in 4-byte
   // steps from detail::kPortTimerRegion, so a timer must lie in the 254 KiB from there.
-  // Arming a timer that does not is a contract violation (panic).
+  // Constructing a timer that does not is a contract violation (panic).
   static bool can_hold(const void* timer) {
     return (reinterpret_cast<std::uintptr_t>(timer) - detail::kPortTimerRegion) / 4 <=
            0xFFFFu - kFirstTimer;
@@ -205,6 +213,8 @@ class TimerWheel {
   static constexpr unsigned kFirstTimer = 512;  // above 1 + kHeads
   static_assert(kHeads < static_cast<int>(kFirstTimer));
   static constexpr std::uintptr_t kTimerCodeOrigin = detail::kPortTimerRegion - 4 * kFirstTimer;
+  static_assert(detail::kPortTimerRegion % 4 == 0 && alignof(Timer) >= 4,
+                "a link names a timer in 4-byte steps");
   static Timer* at(Link l) {
     return l ? reinterpret_cast<Timer*>(kTimerCodeOrigin + std::uintptr_t{l} * 4) : nullptr;
   }

@@ -211,7 +211,7 @@ class Reactor {
   using CaptureSpace =
       std::conditional_t<(kExtraCaptureBytes > 0), CaptureBytes, NoCaptureBytes>;
   struct TimerEntry {
-    Timer timer;  // 20 B on Cortex-M, 24 on other 32-bit targets, 40 on 64-bit; + 4 generation
+    Timer timer;  // 16 B on Cortex-M, 24 on other 32-bit targets, 40 on 64-bit; + 4 generation
     std::uint32_t generation = 1;
     [[no_unique_address]] CaptureSpace capture;
   };

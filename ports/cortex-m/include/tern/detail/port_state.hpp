@@ -23,12 +23,12 @@ constexpr unsigned kPortCallInboxCapacity = 8;
 // What a callback one of tern's tables holds may capture (Reactor timers, posted and
 // watch calls, ReplyCallback, AgentTimerCallback): one pointer (a `this`, or one
 // variable by reference), pointer-aligned. A reactor timer holds it in its own context
-// word (24 bytes an entry); the others are 8-byte InplaceFunctions.
+// word (20 bytes an entry); the others are 8-byte InplaceFunctions.
 constexpr unsigned kPortCallbackCaptureBytes = sizeof(void*);
 constexpr unsigned kPortCallbackAlign = alignof(void*);
 // Levels of the timer wheel: 2^24 ticks (4.7 hours at the 1 ms SysTick) before a
 // deadline waits on the overflow list, which is re-filed once per 2^24 ticks (the
-// deadline still fires exactly); a level is 264 bytes.
+// deadline still fires exactly); a level is 136 bytes.
 constexpr int kPortWheelLevels = 4;
 // The longest topic name (and wildcard prefix) a Runtime keeps: each of its topics
 // holds this many bytes and one more.
@@ -41,7 +41,7 @@ using PortMessageValue = std::int32_t;
 // (AgentOptions::kMaxRestarts).
 using PortCount = std::uint32_t;
 constexpr std::uint8_t kPortMaxRestarts = 4;
-// A Timer keeps its due tick in 32 bits (20 bytes a timer, not 24), so a deadline may
+// A Timer keeps its due tick in 32 bits (4 bytes less than a deadline), so a deadline may
 // lie at most about 2^31 ticks ahead of the wheel's current tick: 24.8 days at the 1 ms
 // SysTick. TimerWheel::reaches() says whether one does (up to kMaxTicksAhead, 2^31 -
 // 2^20 ticks); the APIs that take a deadline refuse a farther one with
@@ -49,8 +49,8 @@ constexpr std::uint8_t kPortMaxRestarts = 4;
 #define TERN_PORT_DUE_TICKS_32 1
 // A Timer links to the next and the previous one in 16 bits (16 bytes a timer, not 20;
 // a wheel's list heads 2 bytes each, not 4): each names a timer by its address, in 4-byte
-// steps from kPortTimerRegion, so every Timer armed in a wheel must lie in the 254 KiB
-// from there (TimerWheel::can_hold(); arming one outside is a contract violation). A
+// steps from kPortTimerRegion, so every Timer must lie in the 254 KiB from there
+// (TimerWheel::can_hold(); constructing one outside is a contract violation). A
 // board whose RAM starts elsewhere sets this to the start of the RAM that holds tern's
 // tables, its statics and its stack.
 #define TERN_PORT_TIMER_LINKS_16 1
